@@ -16,6 +16,10 @@ from django.db.models import Q
 from django.db.models.functions import Cast, Floor, Random
 
 
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
 class Workspace(models.Model):
     """One brand. Everything else belongs to exactly one workspace."""
 
@@ -28,6 +32,8 @@ class Workspace(models.Model):
     default_time_zone = models.CharField(
         max_length=64, default="UTC", help_text="Used for people whose own time zone is unknown."
     )
+    # Salts the hashes kept of deleted people's identifiers (see Suppression).
+    suppression_salt = models.CharField(max_length=64, default=new_salt, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
