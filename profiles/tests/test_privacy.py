@@ -1,0 +1,188 @@
+"""Erasure, suppression and export, at the service level (the API tests cover the endpoints)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from profiles.models import (
+    AnonymousId,
+    App,
+    Device,
+    Event,
+    EventType,
+    Profile,
+    ProfileMerge,
+    Purchase,
+    Suppression,
+    Workspace,
+)
+from profiles.services.privacy import (
+    profile_delete,
+    profile_export,
+    profile_export_json,
+    suppressed_identifiers,
+    suppression_add,
+    suppression_hash,
+)
+from profiles.tests.factories import ProfileFactory, WorkspaceFactory
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def make_history(profile: Profile, app: App, *, events: int = 3, prefix: str = "m") -> None:
+    """A person with events, a purchase, a device, two anonymous ids and a merge record."""
+    stored = Event.objects.bulk_create(
+        Event(
+            workspace_id=profile.workspace_id,
+            profile=profile,
+            app=app,
+            type=EventType.TRACK,
+            name="Order Completed" if i == 0 else "Screen Viewed",
+            properties={"i": i},
+            message_id=f"{prefix}-{i}",
+            timestamp=T0 + timedelta(minutes=i),
+            received_at=T0 + timedelta(minutes=i),
+        )
+        for i in range(events)
+    )
+    Purchase.objects.create(
+        workspace_id=profile.workspace_id,
+        profile=profile,
+        event=stored[0],
+        product_id="sku-1",
+        price=Decimal("9.99"),
+        currency="EUR",
+        quantity=2,
+        timestamp=T0,
+    )
+    Device.objects.create(
+        workspace_id=profile.workspace_id,
+        profile=profile,
+        device_id=f"{prefix}-device",
+        platform="ios",
+        push_token="tok",
+        push_provider="apns",
+        push_enabled=True,
+        first_seen=T0,
+        last_seen=T0,
+    )
+    for anon in ("a", "b"):
+        AnonymousId.objects.create(
+            workspace_id=profile.workspace_id, profile=profile, anonymous_id=f"{prefix}-anon-{anon}"
+        )
+    ProfileMerge.objects.create(
+        workspace_id=profile.workspace_id,
+        into_profile=profile,
+        merged_profile_id=999_999,
+        merged_snapshot={"id": 999_999, "external_id": None, "email": "old@example.com", "phone": ""},
+        reason=ProfileMerge.Reason.IDENTIFY,
+        actor="test",
+    )
+
+
+def test_suppression_hash_is_salted_sha256_of_the_normalized_value(workspace: Workspace) -> None:
+    expected = hashlib.sha256(f"{workspace.suppression_salt}:email:ada@example.com".encode()).hexdigest()
+    assert suppression_hash(workspace=workspace, kind="email", value=" Ada@Example.com ") == expected
+    assert suppression_hash(workspace=workspace.suppression_salt, kind="email", value="ada@example.com") == expected
+    other = WorkspaceFactory()
+    assert suppression_hash(workspace=other, kind="email", value="ada@example.com") != expected
+    with pytest.raises(ValueError, match="kind must be one of"):
+        suppression_hash(workspace=workspace, kind="nickname", value="x")
+
+
+def test_suppressed_identifiers_answers_for_a_batch_in_one_query(
+    workspace: Workspace, django_assert_num_queries: object
+) -> None:
+    suppression_add(
+        workspace=workspace,
+        identifiers=[("external_id", "gone-1"), ("anonymous_id", "anon-gone"), ("email", "gone@example.com")],
+    )
+    other = WorkspaceFactory()
+    suppression_add(workspace=other, identifiers=[("external_id", "other-gone")])
+
+    with django_assert_num_queries(1):  # type: ignore[operator]
+        external, anonymous = suppressed_identifiers(
+            workspace_id=workspace.pk,
+            external_ids=["gone-1", "alive", "other-gone", "anon-gone"],
+            anonymous_ids=["anon-gone", "gone-1", "anon-alive"],
+        )
+    assert external == {"gone-1"}
+    # Kinds are separate namespaces: an anonymous id equal to a deleted user id is not suppressed.
+    assert anonymous == {"anon-gone"}
+
+
+def test_suppressed_identifiers_with_nothing_to_check_runs_no_query(
+    workspace: Workspace, django_assert_num_queries: object
+) -> None:
+    with django_assert_num_queries(0):  # type: ignore[operator]
+        assert suppressed_identifiers(workspace_id=workspace.pk, external_ids=[], anonymous_ids=[""]) == (set(), set())
+
+
+def test_profile_delete_erases_the_history_and_suppresses_every_identifier(workspace: Workspace, app: App) -> None:
+    person = ProfileFactory(workspace=workspace, external_id="ada", email="ada@example.com", phone="+14155550100")
+    make_history(person, app, events=5)
+    bystander = ProfileFactory(workspace=workspace, external_id="grace")
+    make_history(bystander, app, prefix="g")
+
+    result = profile_delete(profile=person)
+
+    assert result.as_dict() == {
+        "profiles": 1,
+        "events": 5,
+        "purchases": 1,
+        "devices": 1,
+        "anonymous_ids": 2,
+        "merges": 1,
+        # external id, email, phone, two anonymous ids, and the merged profile's email
+        "suppressed_identifiers": 6,
+        "other": {},
+    }
+    assert not Profile.objects.filter(pk=person.pk).exists()
+    for model in (Event, Purchase, Device, AnonymousId):
+        assert not model.objects.filter(profile_id=person.pk).exists()
+    assert not ProfileMerge.objects.filter(into_profile_id=person.pk).exists()
+    # The bystander keeps everything.
+    assert Event.objects.filter(profile=bystander).count() == 3
+    assert Device.objects.filter(profile=bystander).count() == 1
+
+    assert suppressed_identifiers(
+        workspace_id=workspace.pk, external_ids=["ada", "grace"], anonymous_ids=["m-anon-a", "m-anon-b", "g-anon-a"]
+    ) == ({"ada"}, {"m-anon-a", "m-anon-b"})
+    digests = set(Suppression.objects.filter(workspace=workspace).values_list("kind", "identifier_hash"))
+    assert ("email", suppression_hash(workspace=workspace, kind="email", value="ada@example.com")) in digests
+    assert ("phone", suppression_hash(workspace=workspace, kind="phone", value="+14155550100")) in digests
+    assert ("email", suppression_hash(workspace=workspace, kind="email", value="old@example.com")) in digests
+    # Nothing readable is kept.
+    assert not Suppression.objects.filter(identifier_hash__contains="ada").exists()
+
+
+def test_profile_delete_of_a_profile_already_gone_changes_nothing(workspace: Workspace) -> None:
+    person = ProfileFactory(workspace=workspace, external_id="ada")
+    Profile.objects.filter(pk=person.pk).delete()
+    assert profile_delete(profile=person).profiles == 0
+    assert not Suppression.objects.exists()
+
+
+def test_profile_export_holds_everything_about_the_person(workspace: Workspace, app: App) -> None:
+    person = ProfileFactory(
+        workspace=workspace, external_id="ada", email="ada@example.com", custom_attributes={"plan": "pro"}
+    )
+    make_history(person, app, events=2)
+
+    export = profile_export(profile=person)
+    document = "".join(profile_export_json(export))
+
+    data = json.loads(document)
+    assert data["profile"]["external_id"] == "ada"
+    assert data["profile"]["custom_attributes"] == {"plan": "pro"}
+    assert data["profile"]["email_subscription"] == "subscribed"
+    assert sorted(data["anonymous_ids"]) == ["m-anon-a", "m-anon-b"]
+    assert [d["device_id"] for d in data["devices"]] == ["m-device"]
+    assert [e["message_id"] for e in data["events"]] == ["m-0", "m-1"]
+    assert data["purchases"][0]["price"] == "9.9900"
+    assert data["merges"][0]["merged_snapshot"]["email"] == "old@example.com"
