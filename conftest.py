@@ -1,16 +1,25 @@
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
+from django.db import connections
 
 from profiles.models import App, Workspace
 from profiles.tests.factories import AppFactory, WorkspaceFactory
 
+# Live-server request threads would otherwise keep their database connections open past the test,
+# and the test database could not be dropped at the end of the run. (Settings are loaded before
+# this file, so the connection settings are changed in place.)
+connections.settings["default"]["CONN_MAX_AGE"] = 0
+connections.settings["default"]["CONN_HEALTH_CHECKS"] = False
+
 
 @pytest.fixture
 def workspace(db: None) -> Workspace:
-    return WorkspaceFactory(name="Acme", slug="acme")
+    return cast(Workspace, WorkspaceFactory(name="Acme", slug="acme"))
 
 
 @pytest.fixture
 def app(workspace: Workspace) -> App:
-    return AppFactory(workspace=workspace, name="Acme iOS")
+    return cast(App, AppFactory(workspace=workspace, name="Acme iOS"))

@@ -213,9 +213,14 @@ def normalize_traits(traits: dict[str, Any], *, prefix: str = "traits") -> Norma
             continue
         name = f"{prefix}.{key}"
         if key == "address" and isinstance(value, dict):
-            for part, column in (("city", "city"), ("country", "country"), ("state", "region"), ("region", "region")):
+            for part, address_column in (
+                ("city", "city"),
+                ("country", "country"),
+                ("state", "region"),
+                ("region", "region"),
+            ):
                 if part in value:
-                    _normalize_column(column, value[part], f"{name}.{part}", out)
+                    _normalize_column(address_column, value[part], f"{name}.{part}", out)
             continue
         column = column_for(key)
         if column is not None:

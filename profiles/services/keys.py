@@ -46,7 +46,7 @@ def api_key_create(
         prefix=prefix,
         hashed_secret=_digest(secret),
         scopes=scope_list,
-        created_by=created_by if created_by is not None and created_by.pk else None,
+        created_by=created_by if created_by is not None and created_by.pk else None,  # type: ignore[misc]
         expires_at=expires_at,
     )
     return key, f"{API_KEY_PREFIX}{prefix}.{secret}"

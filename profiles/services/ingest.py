@@ -1,0 +1,560 @@
+"""The intake: Segment-spec messages in, profiles, devices, events and purchases out.
+
+One batch is one transaction of a handful of set-based statements, whatever its size:
+
+1. take the advisory locks of every identifier in the batch (no duplicate profiles, no half merges);
+2. load the profiles those identifiers point at, resolve each message to a profile, creating
+   profiles and merging anonymous ones into known ones as identify/alias calls require;
+3. insert the events, skipping message ids already stored (an SDK resending a batch after a
+   timeout stores each event once, and a duplicate changes nothing on the profile);
+4. apply the new events to the profiles in time order (last seen, sessions, traits, context) and
+   write every touched profile back in one statement; upsert devices; insert purchase lines.
+
+Reactions (trigger matching, segment changes) are not done here: ``events_stored`` is sent after
+commit, and its receivers enqueue work off the request path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
+
+from ..models import App, Platform, PushProvider
+from ..signals import events_stored
+from ..spec import SESSION_START_EVENT, Message, Rejection, parse_message
+from ..traits import is_valid_time_zone, parse_locale
+from .identity import (
+    ProfileRow,
+    allocate_profile_ids,
+    dumps,
+    load_profiles,
+    merge_rows,
+    new_profile_row,
+    save_profiles,
+)
+from .locks import lock_identities
+from .privacy import suppressed_identifiers
+
+logger = logging.getLogger(__name__)
+
+_DEADLOCK_RETRIES = 3
+
+
+@dataclass
+class IngestResult:
+    stored: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    event_ids: list[int] = field(default_factory=list)
+    profile_ids: set[int] = field(default_factory=set)
+
+
+def parse_batch(
+    raw_messages: Sequence[Any],
+    *,
+    received_at: datetime,
+    forced_type: str | None = None,
+    batch_context: dict[str, Any] | None = None,
+    batch_sent_at: datetime | None = None,
+) -> tuple[list[Message], list[Rejection]]:
+    messages: list[Message] = []
+    rejected: list[Rejection] = []
+    for index, raw in enumerate(raw_messages):
+        parsed = parse_message(
+            raw,
+            index=index,
+            received_at=received_at,
+            forced_type=forced_type,
+            batch_context=batch_context,
+            batch_sent_at=batch_sent_at,
+        )
+        (rejected if isinstance(parsed, Rejection) else messages).append(parsed)  # type: ignore[arg-type]
+    return messages, rejected
+
+
+def ingest_batch(
+    *,
+    app: App,
+    messages: Sequence[Any],
+    received_at: datetime | None = None,
+    forced_type: str | None = None,
+    batch_context: dict[str, Any] | None = None,
+    batch_sent_at: datetime | None = None,
+) -> IngestResult:
+    """Validate and store raw Segment-spec messages posted with ``app``'s write key.
+
+    Invalid messages are rejected alone (``result.rejected`` names each one's index, field and rule);
+    the rest are stored. Idempotent per message id: a message already stored counts as a duplicate
+    and changes nothing. Messages about a deleted (suppressed) person are dropped.
+    """
+    received = received_at or timezone.now()
+    parsed, rejected = parse_batch(
+        messages,
+        received_at=received,
+        forced_type=forced_type,
+        batch_context=batch_context,
+        batch_sent_at=batch_sent_at,
+    )
+    result = IngestResult(rejected=rejected)
+    if parsed:
+        store_messages(app=app, messages=parsed, received_at=received, result=result)
+    return result
+
+
+def store_messages(*, app: App, messages: list[Message], received_at: datetime, result: IngestResult) -> None:
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            with transaction.atomic():
+                _store(app, messages, received_at, result)
+            break
+        except OperationalError as error:
+            # Two batches reaching one profile through different identifiers can deadlock on its
+            # row; PostgreSQL aborts one of them, which then runs again from the start.
+            if getattr(error.__cause__, "sqlstate", None) != "40P01" or attempt == _DEADLOCK_RETRIES - 1:
+                raise
+            logger.warning("intake deadlock on app %s, retrying (attempt %s)", app.pk, attempt + 1)
+            result.rejected = [r for r in result.rejected if r.code != "alias_conflict"]
+            result.stored = result.duplicates = result.suppressed = 0
+            result.event_ids, result.profile_ids = [], set()
+    if result.event_ids:
+        event_ids, workspace_id = list(result.event_ids), app.workspace_id
+        transaction.on_commit(lambda: events_stored.send(sender=App, workspace_id=workspace_id, event_ids=event_ids))
+
+
+class _Resolver:
+    """Maps each message to a profile row, creating and merging profiles as identity calls say."""
+
+    def __init__(self, cursor: CursorWrapper, app: App, profiles: dict[int, ProfileRow], anon_map: dict[str, int]):
+        self.cursor = cursor
+        self.app = app
+        self.workspace_id = app.workspace_id
+        self.by_id = profiles
+        self.by_external = {row["external_id"]: row for row in profiles.values() if row["external_id"]}
+        self.anon_map = anon_map
+        self.new_links: dict[str, int] = {}
+        self.merged_into: dict[int, int] = {}
+        self.actor = f"app:{app.pk} {app.name}"[:255]
+        # Ids for new profiles come from the sequence in one round trip, sized to the identifiers
+        # this batch did not find; the rows are inserted once, with their final state.
+        self.id_pool: list[int] = []
+        self.pool_size = 1
+
+    def final(self, row: ProfileRow) -> ProfileRow:
+        """The row a profile ended up as, following merges made later in the batch."""
+        profile_id = row["id"]
+        while profile_id in self.merged_into:
+            profile_id = self.merged_into[profile_id]
+        return self.by_id[profile_id]
+
+    def _create(self, external_id: str | None) -> ProfileRow:
+        if not self.id_pool:
+            self.id_pool = allocate_profile_ids(self.cursor, self.pool_size)
+        row = new_profile_row(self.id_pool.pop(), workspace_id=self.workspace_id, external_id=external_id)
+        self.by_id[row["id"]] = row
+        if external_id:
+            self.by_external[external_id] = row
+        return row
+
+    def _link(self, anonymous_id: str, row: ProfileRow) -> None:
+        self.anon_map[anonymous_id] = row["id"]
+        self.new_links[anonymous_id] = row["id"]
+
+    def _merge(self, source: ProfileRow, target: ProfileRow, reason: str, message_id: str) -> None:
+        merge_rows(
+            self.cursor,
+            workspace_id=self.workspace_id,
+            source=source,
+            target=target,
+            reason=reason,
+            actor=self.actor,
+            message_id=message_id,
+        )
+        del self.by_id[source["id"]]
+        self.merged_into[source["id"]] = target["id"]
+        for anonymous_id, profile_id in self.anon_map.items():
+            if profile_id == source["id"]:
+                self.anon_map[anonymous_id] = target["id"]
+                if anonymous_id in self.new_links:
+                    self.new_links[anonymous_id] = target["id"]
+
+    def _by_anonymous(self, anonymous_id: str | None) -> ProfileRow | None:
+        if anonymous_id is None or anonymous_id not in self.anon_map:
+            return None
+        return self.by_id.get(self.anon_map[anonymous_id])
+
+    def resolve(self, message: Message) -> ProfileRow:
+        if message.type == "alias":
+            return self._resolve_alias(message)
+        known = self.by_external.get(message.user_id) if message.user_id else None
+        anonymous = self._by_anonymous(message.anonymous_id)
+        if message.user_id is None:
+            if anonymous is None:
+                anonymous = self._create(None)
+                self._link(message.anonymous_id, anonymous)  # type: ignore[arg-type]
+            return anonymous
+        if known is None:
+            if anonymous is not None and anonymous["external_id"] is None:
+                # The anonymous profile becomes the known one: nothing to merge.
+                anonymous["external_id"] = message.user_id
+                self.by_external[message.user_id] = anonymous
+                return anonymous
+            known = self._create(message.user_id)
+        if anonymous is not None and anonymous is not known and anonymous["external_id"] is None:
+            self._merge(anonymous, known, "identify", message.message_id)
+        elif message.anonymous_id is not None and anonymous is None:
+            self._link(message.anonymous_id, known)
+        # An anonymous id already tied to another known user stays with them: a shared device does
+        # not make two people one.
+        return known
+
+    def _resolve_alias(self, message: Message) -> ProfileRow:
+        user_id, previous_id = message.user_id, message.previous_id
+        assert user_id is not None and previous_id is not None
+        known = self.by_external.get(user_id)
+        previous = self.by_external.get(previous_id) or self._by_anonymous(previous_id)
+        if previous is not None and previous["external_id"] not in (None, user_id):
+            raise _AliasConflict(
+                f"previousId {previous_id!r} belongs to another known user; two known users are never merged"
+            )
+        if previous is None:
+            known = known or self._create(user_id)
+            self._link(previous_id, known)
+            return known
+        if known is None:
+            previous["external_id"] = user_id
+            self.by_external[user_id] = previous
+            return previous
+        if previous is not known:
+            self._merge(previous, known, "alias", message.message_id)
+        return known
+
+
+class _AliasConflict(Exception):
+    pass
+
+
+def _store(app: App, messages: list[Message], received_at: datetime, result: IngestResult) -> None:
+    workspace_id = app.workspace_id
+    external_ids = {m.user_id for m in messages if m.user_id}
+    anonymous_ids = {m.anonymous_id for m in messages if m.anonymous_id}
+    previous_ids = {m.previous_id for m in messages if m.previous_id}
+
+    blocked_external, blocked_anonymous = suppressed_identifiers(
+        workspace_id=workspace_id, external_ids=external_ids | previous_ids, anonymous_ids=anonymous_ids | previous_ids
+    )
+    if blocked_external or blocked_anonymous:
+        kept = [
+            m
+            for m in messages
+            if m.user_id not in blocked_external
+            and m.anonymous_id not in blocked_anonymous
+            and m.previous_id not in blocked_external
+            and m.previous_id not in blocked_anonymous
+        ]
+        result.suppressed = len(messages) - len(kept)
+        messages = kept
+        if not messages:
+            return
+
+    lock_identities(workspace_id, external_ids=external_ids | previous_ids, anonymous_ids=anonymous_ids | previous_ids)
+    with connection.cursor() as cursor:
+        profiles, anon_map = load_profiles(
+            cursor,
+            workspace_id=workspace_id,
+            external_ids=external_ids | previous_ids,
+            anonymous_ids=anonymous_ids | previous_ids,
+        )
+        resolver = _Resolver(cursor, app, profiles, anon_map)
+        resolver.pool_size = len(external_ids | previous_ids - resolver.by_external.keys()) + len(
+            anonymous_ids - anon_map.keys()
+        )
+        targets: list[tuple[Message, ProfileRow]] = []
+        for message in messages:
+            try:
+                targets.append((message, resolver.resolve(message)))
+            except _AliasConflict as conflict:
+                result.rejected.append(Rejection(index=message.index, code="alias_conflict", message=str(conflict)))
+        resolved = [(message, resolver.final(row)) for message, row in targets]
+        if resolver.new_links:
+            links = [
+                {"a": a, "p": resolver.final(resolver.by_id.get(p) or {"id": p})["id"]}
+                for a, p in resolver.new_links.items()
+            ]
+            cursor.execute(
+                "INSERT INTO profiles_anonymousid (workspace_id, anonymous_id, profile_id, created_at) "
+                "SELECT %s, x.a, x.p, now() FROM jsonb_to_recordset(%s::jsonb) AS x(a text, p bigint) "
+                "ON CONFLICT (workspace_id, anonymous_id) DO NOTHING",
+                [workspace_id, dumps(links)],
+            )
+
+        new_ids = _insert_events(cursor, app, resolved, received_at)
+        result.event_ids = list(new_ids.values())
+        # Only the first message of each newly stored message id changes its profile: the others
+        # were stored before (an SDK retry) or repeat an id within this batch.
+        fresh: list[tuple[Message, ProfileRow]] = []
+        seen: set[str] = set()
+        for message, row in resolved:
+            if message.message_id in new_ids and message.message_id not in seen:
+                seen.add(message.message_id)
+                fresh.append((message, row))
+        result.stored = len(fresh)
+        result.duplicates = len(resolved) - len(fresh)
+
+        timeout = timedelta(minutes=settings.SESSION_TIMEOUT_MINUTES)
+        for message, row in sorted(fresh, key=lambda pair: pair[0].timestamp):
+            apply_message(row, message, app=app, session_timeout=timeout)
+        touched = {row["id"]: row for _, row in resolved}
+        save_profiles(cursor, touched.values())
+        result.profile_ids = set(touched)
+        _upsert_devices(cursor, app, fresh)
+        _insert_purchases(cursor, workspace_id, fresh, new_ids)
+
+
+def _insert_events(
+    cursor: CursorWrapper, app: App, resolved: list[tuple[Message, ProfileRow]], received_at: datetime
+) -> dict[str, int]:
+    """Insert the events; return the message ids newly stored, with their event ids."""
+    if not resolved:
+        return {}
+    rows = [
+        {
+            "p": row["id"],
+            "t": m.type,
+            "n": m.name,
+            "pr": m.properties,
+            "c": m.context,
+            "m": m.message_id,
+            "ts": m.timestamp,
+        }
+        for m, row in resolved
+    ]
+    cursor.execute(
+        "INSERT INTO profiles_event (workspace_id, profile_id, app_id, type, name, properties, context, message_id,"
+        " timestamp, received_at) SELECT %s, x.p, %s, x.t, x.n, x.pr, x.c, x.m, x.ts, %s"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(p bigint, t text, n text, pr jsonb, c jsonb, m text, ts timestamptz)"
+        " ON CONFLICT (workspace_id, message_id) DO NOTHING RETURNING message_id, id",
+        [app.workspace_id, app.pk, received_at, dumps(rows)],
+    )
+    return dict(cursor.fetchall())
+
+
+def _text(value: Any, limit: int = 255) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    return str(value)[:limit]
+
+
+def _platform(context: dict[str, Any], app: App) -> str:
+    os_name = _text((context.get("os") or {}).get("name") if isinstance(context.get("os"), dict) else "").lower()
+    device_type = _text((context.get("device") or {}).get("type") if isinstance(context.get("device"), dict) else "")
+    hint = device_type.lower() or os_name
+    if hint in ("ios", "ipados", "iphone os", "tvos", "watchos", "macos") or hint.startswith("ios"):
+        return Platform.IOS
+    if hint.startswith("android"):
+        return Platform.ANDROID
+    if app.platform == Platform.SERVER:
+        return ""  # a back-end call says nothing about the person's device
+    return str(app.platform)
+
+
+def apply_message(row: ProfileRow, message: Message, *, app: App, session_timeout: timedelta) -> None:
+    """What one new event changes on its profile: activity, sessions, context, traits."""
+    ts = message.timestamp
+    previous_seen = row["last_seen"]
+    if row["first_seen"] is None or ts < row["first_seen"]:
+        row["first_seen"] = ts
+    if previous_seen is None or ts > previous_seen:
+        row["last_seen"] = ts
+    if (message.type == "track" and message.name == SESSION_START_EVENT) or (
+        message.type in ("screen", "page") and (previous_seen is None or ts - previous_seen > session_timeout)
+    ):
+        row["session_count"] += 1
+
+    context = message.context
+    is_latest = previous_seen is None or ts >= previous_seen
+    if is_latest:
+        _apply_context(row, context, app)
+    campaign = context.get("campaign")
+    if isinstance(campaign, dict) and not any(row[f"utm_{k}"] for k in ("source", "medium", "campaign")):
+        for key, column in (
+            ("source", "utm_source"),
+            ("medium", "utm_medium"),
+            ("name", "utm_campaign"),
+            ("content", "utm_content"),
+            ("term", "utm_term"),
+        ):
+            row[column] = _text(campaign.get(key))
+
+    if message.traits is not None:
+        for column, value in message.traits.columns.items():
+            if column.endswith("_subscription"):
+                if row[column] != value:
+                    row[column] = value
+                    row[f"{column}_changed_at"] = ts
+            else:
+                row[column] = value
+        if message.traits.custom:
+            custom = dict(row["custom_attributes"])
+            for key, value in message.traits.custom.items():
+                if value is None:
+                    custom.pop(key, None)
+                else:
+                    custom[key] = value
+            row["custom_attributes"] = custom
+
+
+def _apply_context(row: ProfileRow, context: dict[str, Any], app: App) -> None:
+    app_context = context.get("app")
+    if isinstance(app_context, dict) and app_context.get("version"):
+        row["app_version"] = _text(app_context["version"], 64)
+    platform = _platform(context, app)
+    if platform:
+        row["platform"] = platform
+    locale = context.get("locale")
+    if isinstance(locale, str) and locale:
+        parsed = parse_locale(locale)
+        if parsed is not None:
+            row["locale"] = locale[:35]
+            language, country = parsed
+            if not row["language"]:
+                row["language"] = language
+            if country and not row["country"]:
+                row["country"] = country
+    zone = context.get("timezone")
+    if isinstance(zone, str) and is_valid_time_zone(zone):
+        row["time_zone"] = zone
+    location = context.get("location")
+    if isinstance(location, dict):
+        latitude, longitude = location.get("latitude"), location.get("longitude")
+        if (
+            isinstance(latitude, int | float)
+            and isinstance(longitude, int | float)
+            and not isinstance(latitude, bool)
+            and -90 <= latitude <= 90
+            and -180 <= longitude <= 180
+        ):
+            row["latitude"], row["longitude"] = float(latitude), float(longitude)
+        for key, column in (("city", "city"), ("region", "region")):
+            if isinstance(location.get(key), str) and location[key]:
+                row[column] = location[key][:255]
+        location_country = location.get("country")
+        if isinstance(location_country, str) and len(location_country) == 2 and location_country.isalpha():
+            row["country"] = location_country.upper()
+    ip = context.get("ip")
+    if isinstance(ip, str) and ip:
+        # A malformed IP from a client is not worth rejecting the event for.
+        with contextlib.suppress(ValueError):
+            row["last_ip"] = str(ipaddress.ip_address(ip))
+
+
+def _device_row(message: Message, row: ProfileRow, app: App) -> dict[str, Any] | None:
+    context = message.context
+    device = context.get("device") if isinstance(context.get("device"), dict) else {}
+    assert isinstance(device, dict)
+    token = _text(device.get("token"), 4096)
+    device_id = _text(device.get("id")) or token[:255]
+    if not device_id and app.platform == Platform.WEB and message.anonymous_id and context.get("userAgent"):
+        device_id = f"browser:{message.anonymous_id}"  # a browser has no device id; its anonymous id is one
+    if not device_id:
+        return None
+    os_context = context.get("os") if isinstance(context.get("os"), dict) else {}
+    assert isinstance(os_context, dict)
+    app_context = context.get("app") if isinstance(context.get("app"), dict) else {}
+    assert isinstance(app_context, dict)
+    platform = _platform(context, app)
+    provider = ""
+    if token:
+        provider = {Platform.IOS: PushProvider.APNS, Platform.ANDROID: PushProvider.FCM}.get(
+            platform,  # type: ignore[call-overload]
+            PushProvider.WEB_PUSH if platform == Platform.WEB else "",
+        )
+    push_enabled = device.get("pushEnabled", device.get("push_enabled"))
+    ad_tracking = device.get("adTrackingEnabled")
+    return {
+        "d": device_id,
+        "p": row["id"],
+        "pl": platform,
+        "ma": _text(device.get("manufacturer")),
+        "mo": _text(device.get("model")),
+        "osn": _text(os_context.get("name"), 64),
+        "ov": _text(os_context.get("version"), 64),
+        "av": _text(app_context.get("version"), 64),
+        "lo": _text(context.get("locale"), 35),
+        "pv": str(provider),
+        "tk": token,
+        "pe": bool(token) and push_enabled is not False,
+        "at": ad_tracking if isinstance(ad_tracking, bool) else None,
+        "ts": message.timestamp,
+    }
+
+
+def _upsert_devices(cursor: CursorWrapper, app: App, fresh: list[tuple[Message, ProfileRow]]) -> None:
+    latest: dict[str, dict[str, Any]] = {}
+    for message, row in fresh:
+        device = _device_row(message, row, app)
+        if device is not None and (device["d"] not in latest or device["ts"] >= latest[device["d"]]["ts"]):
+            latest[device["d"]] = device
+    if not latest:
+        return
+    cursor.execute(
+        "INSERT INTO profiles_device AS d (workspace_id, profile_id, app_id, device_id, platform, manufacturer, model,"
+        " os_name, os_version, app_version, locale, push_provider, push_token, push_enabled, push_disabled_reason,"
+        " ad_tracking_enabled, first_seen, last_seen)"
+        " SELECT %s, x.p, %s, x.d, x.pl, x.ma, x.mo, x.osn, x.ov, x.av, x.lo, x.pv, x.tk, x.pe, '', x.at, x.ts, x.ts"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(d text, p bigint, pl text, ma text, mo text, osn text, ov text,"
+        " av text, lo text, pv text, tk text, pe boolean, at boolean, ts timestamptz)"
+        " ON CONFLICT (workspace_id, device_id) DO UPDATE SET"
+        " profile_id = EXCLUDED.profile_id, app_id = EXCLUDED.app_id,"
+        " platform = COALESCE(NULLIF(EXCLUDED.platform, ''), d.platform),"
+        " manufacturer = COALESCE(NULLIF(EXCLUDED.manufacturer, ''), d.manufacturer),"
+        " model = COALESCE(NULLIF(EXCLUDED.model, ''), d.model),"
+        " os_name = COALESCE(NULLIF(EXCLUDED.os_name, ''), d.os_name),"
+        " os_version = COALESCE(NULLIF(EXCLUDED.os_version, ''), d.os_version),"
+        " app_version = COALESCE(NULLIF(EXCLUDED.app_version, ''), d.app_version),"
+        " locale = COALESCE(NULLIF(EXCLUDED.locale, ''), d.locale),"
+        # A call without a token (most calls) leaves the push registration as it was.
+        " push_provider = CASE WHEN EXCLUDED.push_token <> '' THEN EXCLUDED.push_provider ELSE d.push_provider END,"
+        " push_enabled = CASE WHEN EXCLUDED.push_token <> '' THEN EXCLUDED.push_enabled ELSE d.push_enabled END,"
+        " push_disabled_reason = CASE WHEN EXCLUDED.push_token <> '' AND EXCLUDED.push_token <> d.push_token"
+        "   THEN '' ELSE d.push_disabled_reason END,"
+        " push_token = CASE WHEN EXCLUDED.push_token <> '' THEN EXCLUDED.push_token ELSE d.push_token END,"
+        " ad_tracking_enabled = COALESCE(EXCLUDED.ad_tracking_enabled, d.ad_tracking_enabled),"
+        " last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen)",
+        [app.workspace_id, app.pk, dumps(sorted(latest.values(), key=lambda d: d["d"]))],
+    )
+
+
+def _insert_purchases(
+    cursor: CursorWrapper, workspace_id: int, fresh: list[tuple[Message, ProfileRow]], new_ids: dict[str, int]
+) -> None:
+    rows = [
+        {
+            "p": row["id"],
+            "e": new_ids[m.message_id],
+            "pid": line.product_id,
+            "pr": str(line.price),
+            "c": line.currency,
+            "q": line.quantity,
+            "ts": m.timestamp,
+        }
+        for m, row in fresh
+        for line in m.purchases
+    ]
+    if rows:
+        cursor.execute(
+            "INSERT INTO profiles_purchase (workspace_id, profile_id, event_id, product_id, price, currency, quantity,"
+            " timestamp) SELECT %s, x.p, x.e, x.pid, x.pr, x.c, x.q, x.ts FROM jsonb_to_recordset(%s::jsonb)"
+            " AS x(p bigint, e bigint, pid text, pr numeric, c text, q integer, ts timestamptz)",
+            [workspace_id, dumps(rows)],
+        )
