@@ -1,0 +1,1 @@
+"""Helpers behind the top-level ``./run`` script (the launcher and the test command)."""
