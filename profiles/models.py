@@ -26,7 +26,9 @@ class Workspace(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True)
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, related_name="workspaces", blank=True,
+        settings.AUTH_USER_MODEL,
+        related_name="workspaces",
+        blank=True,
         help_text="Staff users who may see and change this workspace (superusers see every workspace).",
     )
     default_time_zone = models.CharField(
@@ -64,7 +66,8 @@ class App(models.Model):
     write_key = models.CharField(max_length=64, unique=True, default=new_write_key, editable=False)
     is_active = models.BooleanField(default=True, help_text="An inactive app's write key is refused with 401.")
     rate_limit_per_second = models.PositiveIntegerField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Intake requests per second for this write key; empty uses the server default.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -130,9 +133,15 @@ CHANNELS_WITH_SUBSCRIPTION = ("email", "push", "sms")
 
 
 class Profile(models.Model):
-    """One person across every channel and device."""
+    """One person across every channel and device.
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="profiles")
+    Every event updates its profile row, so the table keeps few indexes and none on columns that
+    change with activity (last seen, session count): updates then stay HOT (heap-only, no index
+    writes), helped by a fill factor that leaves room in each page (see migration 0002).
+    """
+
+    # Covered by the (workspace, external_id) unique index and the (workspace, ...) indexes below.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="profiles", db_index=False)
     external_id = models.CharField(
         max_length=255, null=True, blank=True, help_text="The app's user id; empty while anonymous."
     )
@@ -204,8 +213,6 @@ class Profile(models.Model):
             # Admin and API search by contact data.
             models.Index(fields=["workspace", "email"], name="profile_email_idx"),
             models.Index(fields=["workspace", "phone"], name="profile_phone_idx"),
-            # Admin lists the most recently active people first.
-            models.Index(fields=["workspace", "-last_seen"], name="profile_last_seen_idx"),
         ]
 
     def __str__(self) -> str:
@@ -220,7 +227,7 @@ class AnonymousId(models.Model):
     """An anonymous id (a device or browser install) and the profile it belongs to. After a merge,
     the anonymous ids of the merged profile point at the surviving one, so late events still land."""
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
     anonymous_id = models.CharField(max_length=255)
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="anonymous_ids")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -244,9 +251,11 @@ class Device(models.Model):
     """A device or browser a person uses. ``device_id`` is the SDK's ``context.device.id`` (or the
     push token when no id is sent): unique per workspace, so a device that changes hands moves."""
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    # Indexes: the (workspace, device_id) unique one and profile_id. Deleting an app (rare; apps are
+    # normally deactivated) scans devices and events to clear their app.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="devices")
-    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
     device_id = models.CharField(max_length=255)
     platform = models.CharField(max_length=16, blank=True, default="", choices=Platform.choices)
     manufacturer = models.CharField(max_length=255, blank=True, default="")
@@ -292,9 +301,11 @@ class Event(models.Model):
     calls and the call type for the others.
     """
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events")
-    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The event table takes every write of the intake: each index here costs on every event. The
+    # workspace is covered by the message id unique index, the profile by the timeline index.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events", db_index=False)
+    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
     type = models.CharField(max_length=10, choices=EventType.choices)
     name = models.CharField(max_length=255)
     properties = models.JSONField(default=dict, blank=True)
@@ -318,8 +329,9 @@ class Purchase(models.Model):
     """One product line of a purchase event (Segment's ``Order Completed`` with ``products``, or a
     single-product purchase), so purchases can be queried as such: product, price, quantity."""
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="purchases")
+    # Covered by the (workspace, product_id) and (profile, -timestamp) indexes.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="purchases", db_index=False)
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="purchases")
     product_id = models.CharField(max_length=255)
     price = models.DecimalField(max_digits=14, decimal_places=4)
@@ -334,7 +346,7 @@ class Purchase(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.quantity} × {self.product_id} at {self.price} {self.currency}"
+        return f"{self.quantity} x {self.product_id} at {self.price} {self.currency}"
 
 
 class ProfileMerge(models.Model):

@@ -95,6 +95,9 @@ def load_profiles(
         [workspace_id, external_list, sorted(set(anon_map.values()))],
     )
     profiles = {row["id"]: row for row in (_decode_row(PROFILE_COLUMNS, values) for values in cursor.fetchall())}
+    for row in profiles.values():
+        # What the row held when loaded: save_profiles writes only the columns that changed.
+        row["_loaded"] = {column: row[column] for column in MUTABLE_COLUMNS}
     return profiles, anon_map
 
 
@@ -138,14 +141,27 @@ def save_profiles(cursor: CursorWrapper, rows: Iterable[ProfileRow]) -> None:
         )
         for row in inserts:
             del row["_new"]
-    if updates:
-        assignments = ", ".join(f"{c} = x.{c}" for c in MUTABLE_COLUMNS)
-        record = ", ".join(f"{c} {COLUMN_TYPES[c]}" for c in ("id", *MUTABLE_COLUMNS))
+    # Most events change a column or two (last seen, a session): send and set only the columns
+    # some row changed, and skip rows nothing changed on.
+    changed_rows: list[ProfileRow] = []
+    changed_columns: set[str] = set()
+    for row in updates:
+        loaded = row.get("_loaded")
+        row_changes = {c for c in MUTABLE_COLUMNS if loaded is None or row[c] != loaded[c]}
+        if row_changes:
+            changed_rows.append(row)
+            changed_columns |= row_changes
+    if changed_rows:
+        columns = [c for c in MUTABLE_COLUMNS if c in changed_columns]
+        assignments = ", ".join(f"{c} = x.{c}" for c in columns)
+        record = ", ".join(f"{c} {COLUMN_TYPES[c]}" for c in ("id", *columns))
         cursor.execute(
             f"UPDATE profiles_profile AS p SET {assignments}, updated_at = now() "  # noqa: S608 (column names only)
             f"FROM jsonb_to_recordset(%s::jsonb) AS x({record}) WHERE p.id = x.id",
-            [dumps([{c: row[c] for c in ("id", *MUTABLE_COLUMNS)} for row in updates])],
+            [dumps([{c: row[c] for c in ("id", *columns)} for row in changed_rows])],
         )
+        for row in changed_rows:
+            row["_loaded"] = {column: row[column] for column in MUTABLE_COLUMNS}
 
 
 def combine_rows(target: ProfileRow, source: ProfileRow) -> None:

@@ -29,7 +29,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from ..models import App, Platform, PushProvider
+from ..models import App, Platform, PushProvider, Suppression
 from ..signals import events_stored
 from ..spec import SESSION_START_EVENT, Message, Rejection, parse_message
 from ..traits import is_valid_time_zone, parse_locale
@@ -250,9 +250,15 @@ def _store(app: App, messages: list[Message], received_at: datetime, result: Ing
     anonymous_ids = {m.anonymous_id for m in messages if m.anonymous_id}
     previous_ids = {m.previous_id for m in messages if m.previous_id}
 
-    blocked_external, blocked_anonymous = suppressed_identifiers(
-        workspace_id=workspace_id, external_ids=external_ids | previous_ids, anonymous_ids=anonymous_ids | previous_ids
-    )
+    blocked_external: set[str] = set()
+    blocked_anonymous: set[str] = set()
+    # Most workspaces have deleted nobody; hashing every identifier is only worth it when some did.
+    if Suppression.objects.filter(workspace_id=workspace_id).exists():
+        blocked_external, blocked_anonymous = suppressed_identifiers(
+            workspace_id=workspace_id,
+            external_ids=external_ids | previous_ids,
+            anonymous_ids=anonymous_ids | previous_ids,
+        )
     if blocked_external or blocked_anonymous:
         kept = [
             m
@@ -530,7 +536,17 @@ def _upsert_devices(cursor: CursorWrapper, app: App, fresh: list[tuple[Message, 
         "   THEN '' ELSE d.push_disabled_reason END,"
         " push_token = CASE WHEN EXCLUDED.push_token <> '' THEN EXCLUDED.push_token ELSE d.push_token END,"
         " ad_tracking_enabled = COALESCE(EXCLUDED.ad_tracking_enabled, d.ad_tracking_enabled),"
-        " last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen)",
+        " last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen)"
+        # Most calls repeat what the device row says; then only a last-seen older than five minutes
+        # is worth a row update (device last seen is kept to that precision).
+        " WHERE d.profile_id <> EXCLUDED.profile_id"
+        " OR (EXCLUDED.push_token <> '' AND (EXCLUDED.push_token <> d.push_token"
+        "     OR EXCLUDED.push_enabled <> d.push_enabled))"
+        " OR (EXCLUDED.app_version <> '' AND EXCLUDED.app_version <> d.app_version)"
+        " OR (EXCLUDED.os_version <> '' AND EXCLUDED.os_version <> d.os_version)"
+        " OR (EXCLUDED.locale <> '' AND EXCLUDED.locale <> d.locale)"
+        " OR (EXCLUDED.model <> '' AND EXCLUDED.model <> d.model)"
+        " OR d.last_seen < EXCLUDED.last_seen - interval '5 minutes'",
         [app.workspace_id, app.pk, dumps(sorted(latest.values(), key=lambda d: d["d"]))],
     )
 
