@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import URLPattern, URLResolver, include, path
 
 from .api.intake import IntakeView
 
@@ -21,7 +21,10 @@ _INTAKE_PATHS = {
     "a": "alias",
 }
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path(f"v1/{name}", IntakeView.as_view(call_type=call_type), name=f"intake-{name}")
     for name, call_type in _INTAKE_PATHS.items()
 ]
+
+# The server-side REST API (secret API keys): profiles, privacy, imports.
+urlpatterns += [path("api/v1/", include("profiles.api.urls"))]

@@ -18,4 +18,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One schema name per choice set, whichever field uses it (email/push/sms share the states).
+    "ENUM_NAME_OVERRIDES": {
+        "SubscriptionStateEnum": "profiles.models.SubscriptionState",
+        "PlatformEnum": "profiles.models.Platform",
+        "GenderEnum": "profiles.models.Gender",
+        "PushProviderEnum": "profiles.models.PushProvider",
+    },
 }
