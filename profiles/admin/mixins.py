@@ -123,6 +123,13 @@ class WorkspaceScopedAdminMixin(_AdminBase):
             raise Http404("No such object in your workspaces.")
         return obj
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        ids = user_workspace_ids(request)
+        if self.workspace_field == "workspace" and "workspace" not in initial and ids is not None and len(ids) == 1:
+            initial["workspace"] = str(ids[0])  # the only choice there is: preselect it
+        return initial
+
     def formfield_for_foreignkey(
         self, db_field: models.ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
     ) -> ModelChoiceField[Any] | None:
@@ -243,7 +250,7 @@ class EstimatedCountPaginator(Paginator):
         bottom = (number - 1) * per_page
         rows = list(self.object_list[bottom : bottom + per_page + 1])
         self.has_next_page = len(rows) > per_page
-        return self._get_page(rows[:per_page], number, self)
+        return Page(rows[:per_page], number, self)
 
 
 class BigTableChangeList(ChangeList):
@@ -274,6 +281,7 @@ class BigTableAdminMixin(_AdminBase):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     list_max_show_all = 0  # "Show all" on a big table would load all of it
+    show_facets = admin.ShowFacets.NEVER  # facet counts are a COUNT per filter choice over the table
     #: The only columns the list may be sorted by: those an index serves.
     indexed_sort_fields: tuple[str, ...] = ()
     change_list_template = "admin/profiles/big_table_change_list.html"

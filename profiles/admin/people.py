@@ -8,6 +8,7 @@ exact match on indexed columns. The profile page's reads live in ``profiles.sele
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -167,6 +168,18 @@ class LastSeenFilter(admin.SimpleListFilter):
 # Profiles
 # ---------------------------------------------------------------------------------------------
 
+
+def _labelled(field_name: str, label: str) -> Callable[[Any, Any], Any]:
+    """A read-only display of a model field under a label that reads better than its column name."""
+
+    @admin.display(description=label)
+    def display(self: Any, obj: Any) -> Any:
+        value = getattr(obj, field_name)
+        return None if value == "" else value  # None shows as the admin's empty placeholder
+
+    return display
+
+
 # What a person edits on the profile page: the standard attributes apps send as traits. Identity
 # (external id), what the SDK observes (device, app, location fixes, sessions) and first-touch
 # acquisition are read-only: they are facts, not settings.
@@ -293,17 +306,17 @@ class ProfileAdmin(BigTableAdminMixin, WorkspaceScopedAdminMixin, admin.ModelAdm
         "locale",
         "latitude",
         "longitude",
-        "last_ip",
+        "last_ip_display",
         "platform",
         "app_version",
         "first_seen",
         "last_seen",
         "session_count",
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_content",
-        "utm_term",
+        "utm_source_display",
+        "utm_medium_display",
+        "utm_campaign_display",
+        "utm_content_display",
+        "utm_term_display",
         "email_subscription_changed_at",
         "push_subscription_changed_at",
         "sms_subscription_changed_at",
@@ -320,11 +333,23 @@ class ProfileAdmin(BigTableAdminMixin, WorkspaceScopedAdminMixin, admin.ModelAdm
         ),
         ("Contact", {"fields": ("email", "phone")}),
         ("Demographics", {"fields": ("gender", "date_of_birth", "language", "locale")}),
-        ("Location", {"fields": ("country", "region", "city", "time_zone", ("latitude", "longitude"), "last_ip")}),
+        (
+            "Location",
+            {"fields": ("country", "region", "city", "time_zone", ("latitude", "longitude"), "last_ip_display")},
+        ),
         ("App usage", {"fields": ("platform", "app_version", ("first_seen", "last_seen"), "session_count")}),
         (
             "Acquisition (first touch)",
-            {"fields": ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")},
+            {
+                "fields": (
+                    "utm_source_display",
+                    "utm_medium_display",
+                    "utm_campaign_display",
+                    "utm_content_display",
+                    "utm_term_display",
+                ),
+                "description": "The UTM parameters of the first event that carried any; never overwritten.",
+            },
         ),
         (
             "Subscriptions",
@@ -341,6 +366,13 @@ class ProfileAdmin(BigTableAdminMixin, WorkspaceScopedAdminMixin, admin.ModelAdm
         ("Custom attributes", {"fields": ("custom_attributes_display",)}),
         ("Record", {"fields": ("id", "random_bucket", ("created_at", "updated_at")), "classes": ("collapse",)}),
     )
+
+    last_ip_display = _labelled("last_ip", "last IP address")
+    utm_source_display = _labelled("utm_source", "source")
+    utm_medium_display = _labelled("utm_medium", "medium")
+    utm_campaign_display = _labelled("utm_campaign", "campaign")
+    utm_content_display = _labelled("utm_content", "content")
+    utm_term_display = _labelled("utm_term", "term")
 
     # --- list -----------------------------------------------------------------------------------
 
@@ -417,7 +449,7 @@ class ProfileAdmin(BigTableAdminMixin, WorkspaceScopedAdminMixin, admin.ModelAdm
         )
         return format_html('<ul class="engage-plain-list">{}{}</ul>', items, suffix)
 
-    @admin.display(description="custom attributes")
+    @admin.display(description="attributes")
     def custom_attributes_display(self, profile: Profile) -> str:
         attributes = profile.custom_attributes
         if not isinstance(attributes, dict) or not attributes:

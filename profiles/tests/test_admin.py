@@ -447,3 +447,59 @@ def test_event_list_is_read_only_and_searchable_by_message_id(client_a: Client, 
     detail = client_a.get(reverse("admin:profiles_event_change", args=[event.pk])).content.decode()
     assert "&quot;n&quot;: 1" in detail
     assert 'name="_save"' not in detail
+
+
+def test_big_lists_offer_no_facet_counts_or_show_all(client_a: Client, ada: Profile) -> None:
+    body = client_a.get(reverse("admin:profiles_profile_changelist")).content.decode()
+    assert "_facets" not in body
+    assert "all=" not in body  # no "Show all" (everything on one page) link
+
+
+# --- permissions and workspaces ------------------------------------------------------------------
+
+
+def test_staff_without_model_permissions_cannot_see_profiles(acme: Workspace, ada: Profile) -> None:
+    member = User.objects.create_user(username="intern", password="pw", is_staff=True)
+    acme.members.add(member)
+    client = _client(member)
+    assert client.get(reverse("admin:profiles_profile_changelist")).status_code == 403
+    assert client.get(reverse("admin:profiles_profile_change", args=[ada.pk])).status_code == 403
+
+
+def test_staff_member_who_creates_a_workspace_can_see_it(client_a: Client, marketer: User) -> None:
+    response = client_a.post(
+        reverse("admin:profiles_workspace_add"),
+        {
+            "name": "Initech",
+            "slug": "initech",
+            "default_time_zone": "Europe/Paris",
+            "apps-TOTAL_FORMS": 0,
+            "apps-INITIAL_FORMS": 0,
+            "api_keys-TOTAL_FORMS": 0,
+            "api_keys-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    workspace = Workspace.objects.get(slug="initech")
+    assert workspace.default_time_zone == "Europe/Paris"
+    assert marketer in workspace.members.all()
+    assert client_a.get(reverse("admin:profiles_workspace_change", args=[workspace.pk])).status_code == 200
+
+
+def test_the_only_workspace_is_preselected_on_new_keys(client_a: Client, acme: Workspace) -> None:
+    form = client_a.get(reverse("admin:profiles_apikey_add")).context["adminform"].form
+    assert form.initial["workspace"] == str(acme.pk)
+
+
+def test_device_page_lets_support_switch_push_off_and_nothing_else(client_a: Client, ada: Profile) -> None:
+    device = Device.objects.get(profile=ada)
+    url = reverse("admin:profiles_device_change", args=[device.pk])
+    form = client_a.get(url).context["adminform"].form
+    assert set(form.fields) == {"push_enabled", "push_disabled_reason"}
+
+    response = client_a.post(url, {"push_disabled_reason": "shared test phone"})  # unchecked box: off
+    assert response.status_code == 302
+    device.refresh_from_db()
+    assert device.push_enabled is False
+    assert device.push_disabled_reason == "shared test phone"
+    assert device.model == "iPhone15,2"
