@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .engagement import RESERVED_PREFIX
 from .traits import NormalizedTraits, normalize_traits
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -272,6 +273,10 @@ def _parse(
     purchases: list[PurchaseLine] = []
     if kind == "track":
         name = _name(raw.get("event"), "event", required=True)
+        if name.startswith(RESERVED_PREFIX):
+            # Engagement events ($message_opened, ...) are recorded by the platform; an SDK must
+            # not be able to forge them.
+            raise _Invalid("reserved_name", f"event: names starting with {RESERVED_PREFIX} are reserved")
         if name in PURCHASE_EVENTS:
             purchases = parse_purchases(properties)
     elif kind in ("page", "screen"):

@@ -56,14 +56,15 @@ def test_every_call_type_from_an_unmodified_sdk_shows_on_the_profile(live_server
     assert (profile.language, profile.country, profile.time_zone) == ("es", "MX", "America/Mexico_City")
     assert (profile.app_version, profile.platform) == ("2.0.1", "android")
     assert profile.session_count == 1
-    assert sorted(profile.events.values_list("type", flat=True)) == [
-        "alias",
-        "group",
-        "identify",
-        "page",
-        "screen",
-        "track",
-        "track",
+    assert sorted(profile.events.values_list("type", "name")) == [
+        ("alias", ""),
+        ("group", "team-7"),
+        ("identify", ""),
+        ("page", "Pricing"),
+        ("screen", "Onboarding"),
+        ("track", "$session_started"),
+        ("track", "Application Opened"),
+        ("track", "Order Completed"),
     ]
     assert profile.purchases.get().price == 30
     device = profile.devices.get()

@@ -29,6 +29,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
+from ..engagement import SESSION_STARTED
 from ..models import App, Platform, PushProvider, Suppression
 from ..signals import events_stored
 from ..spec import SESSION_START_EVENT, Message, Rejection, parse_message
@@ -318,8 +319,14 @@ def _store(app: App, messages: list[Message], received_at: datetime, result: Ing
         result.duplicates = len(resolved) - len(fresh)
 
         timeout = timedelta(minutes=settings.SESSION_TIMEOUT_MINUTES)
+        sessions: list[tuple[Message, ProfileRow]] = []
         for message, row in sorted(fresh, key=lambda pair: pair[0].timestamp):
-            apply_message(row, message, app=app, session_timeout=timeout)
+            if apply_message(row, message, app=app, session_timeout=timeout):
+                sessions.append((session_event(message), row))
+        if sessions:
+            # Sessions are events too, so "sessions in the last N days" and "on session start"
+            # triggers read them like any other behaviour.
+            result.event_ids += list(_insert_events(cursor, app, sessions, received_at).values())
         touched = {row["id"]: row for _, row in resolved}
         save_profiles(cursor, touched.values())
         result.profile_ids = set(touched)
@@ -374,8 +381,25 @@ def _platform(context: dict[str, Any], app: App) -> str:
     return str(app.platform)
 
 
-def apply_message(row: ProfileRow, message: Message, *, app: App, session_timeout: timedelta) -> None:
-    """What one new event changes on its profile: activity, sessions, context, traits."""
+def session_event(message: Message) -> Message:
+    """The ``$session_started`` event recorded beside the call that started a session."""
+    return Message(
+        index=message.index,
+        type="track",
+        message_id=f"{SESSION_STARTED}:{message.message_id}"[:255],
+        user_id=message.user_id,
+        anonymous_id=message.anonymous_id,
+        name=SESSION_STARTED,
+        properties={"started_by": message.type, "name": message.name},
+        context={key: message.context[key] for key in ("app", "os", "device") if key in message.context},
+        timestamp=message.timestamp,
+    )
+
+
+def apply_message(row: ProfileRow, message: Message, *, app: App, session_timeout: timedelta) -> bool:
+    """Apply what one new event changes on its profile: activity, sessions, context, traits.
+
+    Returns whether the event started a session."""
     ts = message.timestamp
     previous_seen = row["last_seen"]
     if row["first_seen"] is None or ts < row["first_seen"]:
@@ -386,6 +410,9 @@ def apply_message(row: ProfileRow, message: Message, *, app: App, session_timeou
         message.type in ("screen", "page") and (previous_seen is None or ts - previous_seen > session_timeout)
     ):
         row["session_count"] += 1
+        started_session = True
+    else:
+        started_session = False
 
     context = message.context
     is_latest = previous_seen is None or ts >= previous_seen
@@ -418,6 +445,7 @@ def apply_message(row: ProfileRow, message: Message, *, app: App, session_timeou
                 else:
                     custom[key] = value
             row["custom_attributes"] = custom
+    return started_session
 
 
 def _apply_context(row: ProfileRow, context: dict[str, Any], app: App) -> None:

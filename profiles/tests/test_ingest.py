@@ -70,6 +70,10 @@ def test_sessions_count_app_opens_and_screens_after_30_idle_minutes(app: App) ->
     profile = Profile.objects.get()
     assert profile.session_count == 2
     assert profile.last_seen == datetime(2026, 11, 20, 11, 59, tzinfo=UTC)
+    # Each session start is recorded as an event, so "sessions in the last N days" can count them.
+    starts = profile.events.filter(name="$session_started").order_by("timestamp")
+    assert [e.timestamp.minute for e in starts] == [0, 56]
+    assert [e.properties["started_by"] for e in starts] == ["track", "screen"]
 
 
 def test_sessions_are_counted_across_batches_from_last_seen(app: App) -> None:
@@ -164,7 +168,7 @@ def test_identify_with_user_and_anonymous_id_turns_the_anonymous_profile_known(a
     ingest(app, msg("identify", anonymousId="anon-1", userId="u1", traits={"email": "a@b.co"}, timestamp=at(5)))
     profile = Profile.objects.get()
     assert profile.external_id == "u1"
-    assert profile.events.count() == 2
+    assert profile.events.exclude(name="$session_started").count() == 2
     assert not ProfileMerge.objects.exists()  # nothing to merge: the same person's profile became known
 
 
@@ -201,7 +205,7 @@ def test_anonymous_profile_is_merged_into_the_known_one_without_losing_anything(
     profile = Profile.objects.get()  # exactly one profile remains
     assert profile.external_id == "u1"
     assert anonymous_events <= set(profile.events.values_list("id", flat=True))
-    assert profile.events.count() == 5
+    assert profile.events.exclude(name="$session_started").count() == 5
     assert Device.objects.get().profile == profile
     assert set(profile.anonymous_ids.values_list("anonymous_id", flat=True)) == {"anon-2"}
     # Known values win; anonymous ones fill gaps.
@@ -218,7 +222,7 @@ def test_anonymous_profile_is_merged_into_the_known_one_without_losing_anything(
     assert merge.merged_profile_id == anonymous.pk
     assert merge.reason == "identify"
     assert merge.merged_snapshot["first_name"] == "Someone"
-    assert merge.moved["event"] == 2
+    assert merge.moved["event"] == 3  # two calls and the session the first one started
     assert "Acme iOS" in merge.actor
 
 
@@ -228,7 +232,7 @@ def test_later_anonymous_events_land_on_the_known_profile_after_a_merge(app: App
     ingest(app, msg("identify", anonymousId="anon-3", userId="u1", timestamp=at(2)))
     ingest(app, msg("track", anonymousId="anon-3", event="C", timestamp=at(3)))
     assert Profile.objects.count() == 1
-    assert Profile.objects.get().events.count() == 4
+    assert Profile.objects.get().events.exclude(name="$session_started").count() == 4
 
 
 def test_two_known_users_are_never_merged(app: App) -> None:
@@ -279,5 +283,13 @@ def test_duplicate_message_ids_within_and_across_batches_count_once(app: App) ->
     assert (result.stored, result.duplicates) == (1, 1)
     again = ingest(app, opened)
     assert (again.stored, again.duplicates) == (0, 1)
-    assert Event.objects.count() == 1
+    assert Event.objects.exclude(name="$session_started").count() == 1
     assert Profile.objects.get().session_count == 1
+
+
+def test_apps_cannot_post_reserved_engagement_event_names(app: App) -> None:
+    result = ingest(app, msg("track", userId="u1", event="$message_opened"))
+    assert [(r.code, r.message) for r in result.rejected] == [
+        ("reserved_name", "event: names starting with $ are reserved")
+    ]
+    assert not Event.objects.exists()

@@ -47,7 +47,8 @@ def test_simultaneous_first_events_of_one_user_create_one_profile() -> None:
     assert Profile.objects.count() == 1
     profile = Profile.objects.get()
     assert profile.external_id == "racer"
-    assert Event.objects.filter(profile=profile).count() == 40
+    assert Event.objects.filter(profile=profile, name="Application Opened").count() == 40
+    assert Event.objects.filter(profile=profile, name="$session_started").count() == 40
     assert profile.session_count == 40
     assert profile.anonymous_ids.count() == 8
 
