@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import http.client
+import math
 import os
 import re
 import signal
@@ -403,7 +404,7 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of an ascending sequence (0.0 when empty)."""
     if not sorted_values:
         return 0.0
-    rank = max(1, min(len(sorted_values), round(fraction * len(sorted_values) + 0.5)))
+    rank = max(1, min(len(sorted_values), math.ceil(fraction * len(sorted_values))))
     return sorted_values[rank - 1]
 
 

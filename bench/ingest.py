@@ -487,7 +487,9 @@ class Workload:
         return mix
 
 
-def make_workload(*, seed: int, users: int, anonymous: int, batches: int, batch_size: int) -> Workload:
+def make_workload(
+    *, seed: int, users: int, anonymous: int, batches: int, batch_size: int, now: dt.datetime | None = None
+) -> Workload:
     """``batches`` distinct batch bodies of ``batch_size`` messages: sessions of people drawn with a
     long tail (a few are very active, most come now and then), cut into batches as a relay would."""
     rng = random.Random(seed)
@@ -497,7 +499,8 @@ def make_workload(*, seed: int, users: int, anonymous: int, batches: int, batch_
     # about half the population shows up and the busiest 1% send about a tenth of the events.
     cumulative = list(itertools.accumulate((index + 1) ** -0.5 for index in range(len(people))))
     rng.shuffle(people)
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # Event times are the only thing not fixed by the seed: visits of the last hour before ``now``.
+    now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     stream: list[dict[str, Any]] = []
     templates: list[BatchTemplate] = []
     while len(templates) < batches:
@@ -625,23 +628,34 @@ def prepare_database(server_url: str, name: str) -> Target:
     return Target(server_url, with_db, workspace.pk, app.pk, app.write_key)
 
 
-def count_events(conn: psycopg.Connection[Any], workspace_id: int) -> int:
-    row = conn.execute("SELECT count(*) FROM profiles_event WHERE workspace_id = %s", [workspace_id]).fetchone()
+@dataclass(frozen=True)
+class EventCount:
+    ours: int  # rows of the messages the benchmark sent (their message ids start with its prefix)
+    all: int  # plus what the intake derived from them, e.g. ``$session_started`` events
+
+
+def count_events(conn: psycopg.Connection[Any], workspace_id: int, id_prefix: bytes) -> EventCount:
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE left(message_id, %s) = %s), count(*)"
+        " FROM profiles_event WHERE workspace_id = %s",
+        [len(id_prefix), id_prefix.decode(), workspace_id],
+    ).fetchone()
     assert row is not None
-    return int(row[0])
+    return EventCount(int(row[0]), int(row[1]))
 
 
 def wait_until_stored(
-    conn: psycopg.Connection[Any], workspace_id: int, *, expected: int, since: float, timeout: float
-) -> tuple[int, float]:
-    """Count the stored events until ``expected`` are there or the count stops growing; return the
-    count and the seconds from ``since`` (a perf_counter) to when it was reached. Today the intake
+    conn: psycopg.Connection[Any], workspace_id: int, id_prefix: bytes, *, expected: int, since: float, timeout: float
+) -> tuple[EventCount, float]:
+    """Count the stored events until ``expected`` of ours are there or the count stops growing; return
+    the count and the seconds from ``since`` (a perf_counter) to when it was reached. Today the intake
     stores before answering 200, so this returns at once; it keeps the figure honest if it ever queues."""
     deadline = time.perf_counter() + timeout
-    count, reached_at, last_change = count_events(conn, workspace_id), time.perf_counter(), time.perf_counter()
-    while count < expected and time.perf_counter() < deadline and time.perf_counter() - last_change < 5:
+    count = count_events(conn, workspace_id, id_prefix)
+    reached_at = last_change = time.perf_counter()
+    while count.ours < expected and time.perf_counter() < deadline and time.perf_counter() - last_change < 5:
         time.sleep(0.2)
-        now_count = count_events(conn, workspace_id)
+        now_count = count_events(conn, workspace_id, id_prefix)
         if now_count != count:
             count, reached_at, last_change = now_count, time.perf_counter(), time.perf_counter()
     return count, reached_at - since
@@ -855,6 +869,7 @@ class RunReport:
     accepted_per_second: float
     stored_events: int
     expected_events: int
+    derived_events: int
     stored_seconds: float
     stored_per_second: float
     latency_ms: dict[str, float]
@@ -927,7 +942,7 @@ def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workl
                     f"no batch accepted during warm-up: statuses {dict(warm.statuses)} failures {dict(warm.failures)} "
                     f"samples {warm.samples}\n{server.log_tail()}"
                 )
-        before = count_events(conn, target.workspace_id)
+        before = count_events(conn, target.workspace_id, workload.id_prefix)
 
         def groups() -> dict[str, list[int]]:
             return {
@@ -942,9 +957,9 @@ def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workl
         started = time.perf_counter()
         meter.start()
         result = load(args.duration)
-        expected = before + result.ok * workload.batch_size
+        expected = before.ours + result.ok * workload.batch_size
         stored, stored_seconds = wait_until_stored(
-            conn, target.workspace_id, expected=expected, since=started, timeout=args.drain_timeout
+            conn, target.workspace_id, workload.id_prefix, expected=expected, since=started, timeout=args.drain_timeout
         )
         cpu = meter.stop()
         meter_conn.close()
@@ -968,13 +983,13 @@ def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workl
         if not args.skip_copy:
             conn.autocommit = False
             columns = event_columns(conn)
-            limit = (stored - before) if args.copy_rows == 0 else min(args.copy_rows, stored - before)
+            limit = stored.all if args.copy_rows == 0 else min(args.copy_rows, stored.all)
             if limit > 0:
                 log(f"COPY yardstick: {limit} stored events into a copy of profiles_event")
                 copy = copy_baseline(conn, columns, export_stored_events(conn, columns, limit), limit)
 
     lat = result.latencies
-    stored_new = stored - before
+    stored_new = stored.ours - before.ours
     report = RunReport(
         worker_class=worker_class,
         workers=args.workers,
@@ -990,6 +1005,7 @@ def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workl
         wall_seconds=result.wall,
         accepted_per_second=result.ok * workload.batch_size / result.wall,
         stored_events=stored_new,
+        derived_events=stored.all - before.all - stored_new,
         expected_events=result.ok * workload.batch_size,
         stored_seconds=stored_seconds,
         stored_per_second=stored_new / stored_seconds if stored_seconds else 0.0,
@@ -1031,6 +1047,7 @@ def print_report(report: RunReport) -> None:
                 "events stored (counted in profiles_event)",
                 f"{fmt_int(report.stored_events)} of {fmt_int(report.expected_events)} accepted",
             ),
+            ("  plus events the intake derived (e.g. $session_started)", fmt_int(report.derived_events)),
             ("events/s stored (count / time until stored)", fmt_int(report.stored_per_second)),
             *((f"latency {name} (ms)", f"{value:.1f}") for name, value in report.latency_ms.items()),
             (
@@ -1157,7 +1174,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     run.add_argument("--duration", type=float, default=60.0, help="seconds of measured load")
     run.add_argument("--max-batches", type=int, default=200_000, help="stop after this many batches in all")
     run.add_argument("--warmup", type=float, default=5.0, help="seconds of unmeasured load first (0: none)")
-    run.add_argument("--concurrency", "-c", type=int, default=6, help="client threads, one keep-alive connection each")
+    run.add_argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        help="client threads, one keep-alive connection each (default: 2 x workers, so none ever waits for work)",
+    )
     run.add_argument("--gzip", action="store_true", help="send bodies with Content-Encoding: gzip (level 1)")
     srv = parser.add_argument_group("server")
     srv.add_argument("--workers", "-w", type=int, default=cpus + 1, help="gunicorn workers")
@@ -1201,6 +1223,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    if args.concurrency is None:
+        args.concurrency = 2 * args.workers
     for name in ("duration", "concurrency", "workers", "threads", "batch_size", "distinct_batches", "max_batches"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
