@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from rest_framework.test import APIClient
 
 from profiles.models import (
     AnonymousId,
@@ -29,6 +30,7 @@ from profiles.services.privacy import (
     suppression_add,
     suppression_hash,
 )
+from profiles.tests.api_helpers import api_client_for
 from profiles.tests.factories import ProfileFactory, WorkspaceFactory
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -186,3 +188,68 @@ def test_profile_export_holds_everything_about_the_person(workspace: Workspace, 
     assert [e["message_id"] for e in data["events"]] == ["m-0", "m-1"]
     assert data["purchases"][0]["price"] == "9.9900"
     assert data["merges"][0]["merged_snapshot"]["email"] == "old@example.com"
+
+
+# --- Through the API ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(workspace: Workspace) -> APIClient:
+    return api_client_for(workspace)
+
+
+def test_delete_through_the_api_erases_and_refuses_re_creation(api: APIClient, workspace: Workspace, app: App) -> None:
+    person = ProfileFactory(workspace=workspace, external_id="ada", email="ada@example.com")
+    make_history(person, app, events=3)
+
+    response = api.delete("/api/v1/profiles/ada")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "external_id": "ada",
+        "deleted": {
+            "profiles": 1,
+            "events": 3,
+            "purchases": 1,
+            "devices": 1,
+            "anonymous_ids": 2,
+            "merges": 1,
+            "suppressed_identifiers": 5,
+            "other": {},
+        },
+    }
+    assert api.get("/api/v1/profiles/ada").status_code == 404
+    assert not Event.objects.filter(workspace=workspace).exists()
+    assert not Profile.objects.filter(workspace=workspace).exists()
+
+    again = api.put("/api/v1/profiles/ada", {"attributes": {"first_name": "Ada"}}, format="json")
+    assert again.status_code == 409
+    assert again.json()["code"] == "suppressed"
+    assert "deleted" in again.json()["message"]
+    assert not Profile.objects.filter(workspace=workspace).exists()
+    assert api.delete("/api/v1/profiles/ada").status_code == 404
+
+
+def test_suppression_is_per_workspace(api: APIClient, workspace: Workspace) -> None:
+    ProfileFactory(workspace=workspace, external_id="ada")
+    api.delete("/api/v1/profiles/ada")
+    other = WorkspaceFactory()
+    assert api_client_for(other).put("/api/v1/profiles/ada", {}, format="json").status_code == 201
+
+
+def test_export_through_the_api_streams_the_whole_person(api: APIClient, workspace: Workspace, app: App) -> None:
+    person = ProfileFactory(workspace=workspace, external_id="ada", email="ada@example.com", first_name="Ada")
+    make_history(person, app, events=3)
+
+    response = api.get("/api/v1/profiles/ada/export")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == f'attachment; filename="profile-{person.pk}.json"'
+    data = json.loads(b"".join(response.streaming_content))  # type: ignore[attr-defined]
+    assert set(data) == {"profile", "anonymous_ids", "devices", "merges", "events", "purchases"}
+    assert (data["profile"]["email"], data["profile"]["first_name"]) == ("ada@example.com", "Ada")
+    assert len(data["events"]) == 3
+    assert data["events"][0]["name"] == "Order Completed"
+    assert data["purchases"][0]["product_id"] == "sku-1"
+    assert "workspace_id" not in data["profile"]
