@@ -36,6 +36,7 @@ ADMIN_USERNAME = "admin"
 BATCH_SIZE = 500  # the intake's batch limit
 SEED = 20240601
 HISTORY_DAYS = 90
+MESSAGE_ID_PREFIX = "demo-"
 
 APPS = (
     ("Demo iOS", Platform.IOS),
@@ -258,7 +259,7 @@ class Person:
 
     def message_id(self) -> str:
         self.sequence += 1
-        return f"demo-{self.number:04d}-{self.sequence:04d}"
+        return f"{MESSAGE_ID_PREFIX}{self.number:04d}-{self.sequence:04d}"
 
 
 class DemoGenerator:
@@ -307,7 +308,7 @@ class DemoGenerator:
                 self._identify(person, primary, moment + timedelta(seconds=20), person.traits, event="Signed Up")
 
         if signup_at is not None:
-            self._later_devices(person, sessions[-1])
+            self._second_browser(person, sessions[signup_at])
             self._server_calls(person, sessions[signup_at + 1 :])
         return person
 
@@ -599,33 +600,28 @@ class DemoGenerator:
             },
         )
 
-    def _later_devices(self, person: Person, last_session: datetime) -> None:
-        """A fifth of known people also browse the web store anonymously, then log in there: the
-        anonymous browser profile merges into theirs. A few are linked by a server alias call."""
+    def _second_browser(self, person: Person, signed_up_at: datetime) -> None:
+        """Three in ten known people also browse the web store anonymously and log in there a day
+        or two later: the anonymous browser profile, stored by then, merges into theirs (most by
+        the identify call, some by a server-side alias call)."""
         rng = self.rng
-        if rng.random() >= 0.25 or last_session > self.now - timedelta(days=2):
+        earliest, latest = signed_up_at + timedelta(hours=6), self.now - timedelta(days=3)
+        if rng.random() >= 0.3 or earliest >= latest:
             return
         browser = self._device(person, Platform.WEB)
-        at = last_session + timedelta(hours=rng.uniform(2, 30))
-        if at > self.now - timedelta(minutes=30):
-            return
-        at = self._session(person, browser, at, identified=False, campaign=None)
+        browsed_at = earliest + (latest - earliest) * rng.random()
+        for _ in range(rng.randint(1, 2)):
+            browsed_at = self._session(person, browser, browsed_at, identified=False, campaign=None)
+            browsed_at += timedelta(hours=rng.uniform(3, 20))
+        login_at = browsed_at + timedelta(days=rng.uniform(1, 2))
+        if login_at > self.now - timedelta(hours=1):
+            return  # still browsing anonymously
         if rng.random() < 0.8:
-            self._identify(
-                person, browser, at + timedelta(seconds=30), {"email": person.traits["email"]}, event="Signed In"
-            )
+            self._identify(person, browser, login_at, {"email": person.traits["email"]}, event="Signed In")
+            self._session(person, browser, login_at + timedelta(minutes=1), identified=True, campaign=None)
         else:
-            self._add(
-                person,
-                "Demo Server",
-                at + timedelta(minutes=5),
-                {
-                    "type": "alias",
-                    "previousId": browser.anonymous_id,
-                    "userId": person.user_id,
-                    "context": {"library": LIBRARIES[Platform.SERVER]},
-                },
-            )
+            alias = {"type": "alias", "previousId": browser.anonymous_id, "userId": person.user_id}
+            self._add(person, "Demo Server", login_at, {**alias, "context": {"library": LIBRARIES[Platform.SERVER]}})
 
     def _server_calls(self, person: Person, sessions: list[datetime]) -> None:
         """The brand's back end: loyalty points after sessions, a subscription for some."""
@@ -746,15 +742,12 @@ class Command(BaseCommand):
     def _load(self, workspace: Workspace, apps: dict[str, App], *, people: int) -> None:
         now = timezone.now().replace(second=0, microsecond=0)
         plan = batches(DemoGenerator(people=people, now=now).messages(), now=now)
-        if not plan:
-            return
-        # Batches are stored in order, each in its own transaction: the last message stored means
-        # every earlier one was too.
-        last_message_id = plan[-1][1][-1]["messageId"]
-        if Event.objects.filter(workspace=workspace, message_id=last_message_id).exists():
+        total = sum(len(batch) for _, batch in plan)
+        # Every intake call is stored as an event under its message id: the demo is complete when
+        # all of its ids are there. A load cut short is completed; the intake skips the ids it has.
+        if Event.objects.filter(workspace=workspace, message_id__startswith=MESSAGE_ID_PREFIX).count() >= total:
             self.stdout.write("Demo data already loaded")
             return
-        total = sum(len(batch) for _, batch in plan)
         self.stdout.write(f"Loading the demo: {people} people, {total} messages in {len(plan)} batches")
         stored = duplicates = 0
         for app_name, batch in plan:
