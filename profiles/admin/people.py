@@ -13,10 +13,14 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import Combinable
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -28,6 +32,7 @@ from ..selectors import (
     profile_merges_in,
     profile_timeline,
 )
+from ..services.privacy import profile_delete, suppression_hash
 from ..traits import SUBSCRIPTION_COLUMNS, TRAIT_COLUMNS, normalize_phone, normalize_traits
 from .mixins import (
     BigTableAdminMixin,
@@ -37,6 +42,7 @@ from .mixins import (
     json_compact,
     json_pretty,
     user_workspace_ids,
+    user_workspaces,
 )
 
 TIMELINE_BEFORE_PARAM = "events_before"
@@ -421,10 +427,35 @@ class ProfileAdmin(BigTableAdminMixin, WorkspaceScopedAdminMixin, admin.ModelAdm
         # People arrive through the SDKs, the REST API or a CSV import, which resolve identities.
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Profile | None = None) -> bool:
-        # Deleting a person must also suppress their identifiers; that is a service's job, not a
-        # cascading admin delete.
-        return False
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Erase a person through ``profile_delete`` (which also suppresses their identifiers).
+
+        Replaces the stock view, which would cascade without suppressing and, before that, list
+        every one of the person's events on its confirmation page."""
+        profile = self.get_object(request, unquote(object_id))  # 404 outside the user's workspaces
+        if not self.has_delete_permission(request, profile):
+            raise PermissionDenied
+        if request.method == "POST":
+            self.log_deletions(request, Profile.objects.filter(pk=profile.pk))
+            result = profile_delete(profile=profile)
+            messages.success(
+                request,
+                f"{profile.display_name} was deleted: {result.events} events, {result.devices} devices and "
+                f"{result.anonymous_ids} anonymous ids removed; {result.suppressed_identifiers} identifiers "
+                "suppressed so that person cannot come back through the SDKs, the API or an import.",
+            )
+            return HttpResponseRedirect(reverse("admin:profiles_profile_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            **(extra_context or {}),
+            "title": "Delete this person?",
+            "opts": self.opts,
+            "profile": profile,
+            "change_url": reverse("admin:profiles_profile_change", args=[profile.pk]),
+        }
+        return TemplateResponse(request, "admin/profiles/profile/delete_person.html", context)
 
     @admin.display(description="external id")
     def external_id_display(self, profile: Profile) -> str:
@@ -699,6 +730,22 @@ class SuppressionAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, WorkspaceScopedAd
     list_select_related = ("workspace",)
     ordering = ("-pk",)
     fields = ("workspace", "kind", "identifier_hash", "created_at")
+    search_fields = ("=identifier_hash",)
+    search_help_text = "Is someone suppressed? Type their exact external id, anonymous id, email or phone."
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Suppression], search_term: str
+    ) -> tuple[QuerySet[Suppression], bool]:
+        # Only hashes are kept, so hash what was typed the way each of the user's workspaces would.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(pk__in=[])
+        for workspace in user_workspaces(request):
+            for kind in Suppression.Kind.values:
+                digest = suppression_hash(workspace=workspace, kind=kind, value=term)
+                match |= Q(workspace=workspace, kind=kind, identifier_hash=digest)
+        return queryset.filter(match), False
 
     @admin.display(description="identifier hash")
     def hash_display(self, suppression: Suppression) -> str:

@@ -503,3 +503,28 @@ def test_device_page_lets_support_switch_push_off_and_nothing_else(client_a: Cli
     assert device.push_enabled is False
     assert device.push_disabled_reason == "shared test phone"
     assert device.model == "iPhone15,2"
+
+
+def test_deleting_a_person_erases_and_suppresses_them(client_a: Client, ada: Profile) -> None:
+    _event(ada, 1)
+    url = reverse("admin:profiles_profile_delete", args=[ada.pk])
+    assert url in client_a.get(reverse("admin:profiles_profile_change", args=[ada.pk])).content.decode()
+    assert "cannot be undone" in client_a.get(url).content.decode()
+
+    response = client_a.post(url, {"post": "yes"}, follow=True)
+    assert not Profile.objects.filter(pk=ada.pk).exists()
+    assert not Event.objects.filter(profile_id=ada.pk).exists()
+    assert any("1 events" in m and "suppressed" in m for m in _messages(response))
+
+    # Support can check that the person stays suppressed, by what they know about them.
+    found = client_a.get(reverse("admin:profiles_suppression_changelist"), {"q": "ADA@example.com"})
+    assert [s.kind for s in found.context["cl"].result_list] == ["email"]
+
+
+def test_deleting_needs_the_delete_permission(acme: Workspace, ada: Profile) -> None:
+    viewer = User.objects.create_user(username="viewer", password="pw", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename__in=["view_profile", "change_profile"]))
+    acme.members.add(viewer)
+    client = _client(viewer)
+    assert client.post(reverse("admin:profiles_profile_delete", args=[ada.pk]), {"post": "yes"}).status_code == 403
+    assert Profile.objects.filter(pk=ada.pk).exists()
