@@ -559,7 +559,10 @@ def _upsert_devices(cursor: CursorWrapper, app: App, fresh: list[tuple[Message, 
         " locale = COALESCE(NULLIF(EXCLUDED.locale, ''), d.locale),"
         # A call without a token (most calls) leaves the push registration as it was.
         " push_provider = CASE WHEN EXCLUDED.push_token <> '' THEN EXCLUDED.push_provider ELSE d.push_provider END,"
-        " push_enabled = CASE WHEN EXCLUDED.push_token <> '' THEN EXCLUDED.push_enabled ELSE d.push_enabled END,"
+        # A token the provider refused stays off until the app registers a different one.
+        " push_enabled = CASE WHEN EXCLUDED.push_token <> ''"
+        "   AND (EXCLUDED.push_token <> d.push_token OR d.push_disabled_reason = '')"
+        "   THEN EXCLUDED.push_enabled ELSE d.push_enabled END,"
         " push_disabled_reason = CASE WHEN EXCLUDED.push_token <> '' AND EXCLUDED.push_token <> d.push_token"
         "   THEN '' ELSE d.push_disabled_reason END,"
         " push_token = CASE WHEN EXCLUDED.push_token <> '' THEN EXCLUDED.push_token ELSE d.push_token END,"
