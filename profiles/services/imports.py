@@ -138,11 +138,9 @@ def _records(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
 # --- Upload ----------------------------------------------------------------------------------
 
 
-def profile_import_create(
-    *, workspace: Workspace, file: UploadedFile, created_by: AbstractBaseUser | None = None
-) -> ProfileImport:
-    """Store an uploaded CSV and queue its import (after commit). The header is checked now, so a
-    file that cannot be imported is refused at once (``ValidationError`` on ``file``)."""
+def csv_file_check(file: UploadedFile) -> None:
+    """Refuse (``ValidationError`` on ``file``) a file too big, or whose header cannot be imported.
+    Reads only the header row; leaves the file at its start."""
     if file.size is not None and file.size > MAX_FILE_BYTES:
         raise ValidationError({"file": [f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; split it"]})
     file.seek(0)
@@ -152,7 +150,16 @@ def profile_import_create(
         raise ValidationError({"file": [NOT_UTF8]}) from None
     except csv.Error as exc:
         raise ValidationError({"file": [f"the header row is not valid CSV: {exc}"]}) from None
-    file.seek(0)
+    finally:
+        file.seek(0)
+
+
+def profile_import_create(
+    *, workspace: Workspace, file: UploadedFile, created_by: AbstractBaseUser | None = None
+) -> ProfileImport:
+    """Store an uploaded CSV and queue its import (after commit). The header is checked now, so a
+    file that cannot be imported is refused at once (``ValidationError`` on ``file``)."""
+    csv_file_check(file)
     profile_import = ProfileImport.objects.create(
         workspace=workspace,
         file=file,

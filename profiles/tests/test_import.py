@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
@@ -349,3 +351,96 @@ def test_times_are_untouched_by_the_import(workspace: Workspace) -> None:
         run(upload(workspace, "external_id,plan\nada,pro\n"))
     ada = Profile.objects.get(external_id="ada")
     assert (ada.created_at, ada.updated_at, ada.last_seen) == (T0, T0 + timedelta(days=1), None)
+
+
+# --- Admin -----------------------------------------------------------------------------------
+
+
+def staff_client(*workspaces: Workspace, superuser: bool = False) -> Client:
+    user = User.objects.create_user(
+        username=f"staff-{User.objects.count()}", password="x", is_staff=True, is_superuser=superuser
+    )
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="profiles", codename__endswith="import")
+    )
+    for workspace in workspaces:
+        workspace.members.add(user)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_admin_upload_queues_an_import_and_shows_its_report(
+    workspace: Workspace, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = staff_client(workspace)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(
+            "/admin/profiles/profileimport/add/",
+            {"workspace": workspace.pk, "file": csv_file("external_id,email\nada,ada@example.com\nbob,nope\n")},
+        )
+    assert response.status_code == 302, response.content
+    assert len(callbacks) == 1
+    profile_import = run(ProfileImport.objects.get())
+    assert profile_import.created_by is not None
+
+    changelist = client.get("/admin/profiles/profileimport/").content.decode()
+    assert "people" in changelist and 'value="100"' in changelist  # file name and a full progress bar
+
+    page = client.get(f"/admin/profiles/profileimport/{profile_import.pk}/change/").content.decode()
+    assert "<td>3</td><td>email</td><td>must be an email address, e.g. ada@example.com</td>" in page
+
+
+def test_admin_upload_refuses_a_bad_header_on_the_form(workspace: Workspace) -> None:
+    client = staff_client(workspace)
+    response = client.post(
+        "/admin/profiles/profileimport/add/", {"workspace": workspace.pk, "file": csv_file("email\na@b.co\n")}
+    )
+    assert response.status_code == 200
+    assert "an external_id column is required" in response.content.decode()
+    assert not ProfileImport.objects.exists()
+
+
+def test_admin_staff_see_and_upload_only_in_their_workspaces(workspace: Workspace) -> None:
+    other = WorkspaceFactory(name="Globex")
+    theirs = upload(other, "external_id\nx\n")
+    ours = upload(workspace, "external_id\ny\n")
+    client = staff_client(workspace)
+
+    changelist = client.get("/admin/profiles/profileimport/").content.decode()
+    assert f"/admin/profiles/profileimport/{ours.pk}/change/" in changelist
+    assert f"/admin/profiles/profileimport/{theirs.pk}/change/" not in changelist
+    assert client.get(f"/admin/profiles/profileimport/{theirs.pk}/change/").status_code == 404
+    add_form = client.get("/admin/profiles/profileimport/add/").content.decode()
+    assert "Globex" not in add_form
+    response = client.post(
+        "/admin/profiles/profileimport/add/", {"workspace": other.pk, "file": csv_file("external_id\nz\n")}
+    )
+    assert response.status_code == 200  # the form refuses the foreign workspace
+    assert ProfileImport.objects.filter(workspace=other).count() == 1
+
+    superuser = staff_client(superuser=True)
+    assert (
+        f"/admin/profiles/profileimport/{theirs.pk}/change/"
+        in superuser.get("/admin/profiles/profileimport/").content.decode()
+    )
+
+
+def test_admin_retry_action_requeues_failed_imports(
+    workspace: Workspace, django_capture_on_commit_callbacks: Any
+) -> None:
+    failed = upload(workspace, "external_id\nada\n")
+    ProfileImport.objects.filter(pk=failed.pk).update(status="failed", failure="worker lost")
+    done = upload(workspace, "external_id\nbob\n")
+    client = staff_client(workspace)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(
+            "/admin/profiles/profileimport/",
+            {"action": "retry_failed", "_selected_action": [failed.pk, done.pk]},
+            follow=True,
+        )
+    assert len(callbacks) == 1
+    text = response.content.decode()
+    assert "1 import(s) queued again." in text
+    assert "1 import(s) had not failed and were left alone." in text
+    assert ProfileImport.objects.get(pk=failed.pk).status == "pending"
