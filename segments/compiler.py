@@ -1,0 +1,703 @@
+"""Compile a segment definition into one parameterised SQL boolean over a profile row.
+
+Both evaluators use this compiler, so they cannot drift apart:
+
+- the **set evaluator** (``mode="set"``) puts the expression in the WHERE clause of one query over
+  ``profiles_profile`` (count or member ids). Behaviour is read through ``EXISTS`` over grouped
+  subqueries that never refer to the outer row, so PostgreSQL turns them into hash semi/anti joins
+  over the rollup (one pass each), never a probe per profile;
+- the **single-profile check** (``mode="single"``) evaluates the same expression for one row. The
+  only difference: each grouped subquery also carries ``profile_id = <the row's id>``, so it reads
+  a handful of index entries instead of the whole rollup. The extra predicate is implied by the
+  outer ``g.profile_id = p.id`` anyway, so the meaning is identical.
+
+Every value goes in as a query parameter; column names and aliases come only from fixed tables in
+``segments.definition``. Every condition compiles to a non-NULL boolean (NULL comparisons become
+false), so ``none`` groups and negated operators behave as a marketer expects: "country is not US"
+includes people whose country is unknown.
+
+Relative times ("in the last 7 days", "age 13-19", "birthday within 7 days") are resolved in
+Python from one ``now`` per evaluation, so the database clock is never read and both evaluators,
+and frozen-time tests, agree. Days are UTC days.
+"""
+
+# The f-strings below interpolate only table aliases this module generates; values always travel
+# as parameters, so bandit's string-built-SQL warning does not apply here.
+# ruff: noqa: S608
+from __future__ import annotations
+
+import calendar
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.utils import timezone
+
+from .definition import (
+    AgeCondition,
+    AttributeCondition,
+    BirthdayCondition,
+    Comparison,
+    Condition,
+    CustomAttributeCondition,
+    DefinitionError,
+    EventCountCondition,
+    EventTimeCondition,
+    Group,
+    LifecycleStageCondition,
+    MoneySpentCondition,
+    NearCondition,
+    Node,
+    Problem,
+    PropertyFilter,
+    PurchaseCountCondition,
+    PurchaseTimeCondition,
+    PushEnabledCondition,
+    SegmentCondition,
+    Window,
+    parse_definition,
+)
+from .models import LifecycleSettings, Segment
+
+Mode = Literal["set", "single"]
+
+EARTH_RADIUS_KM = 6371.0088
+_NULLABLE_STRING_COLUMNS = frozenset({"external_id"})
+_JSON_READERS = {
+    "string": "segments_json_text",
+    "number": "segments_json_number",
+    "boolean": "segments_json_boolean",
+    "datetime": "segments_json_time",
+    "array": "segments_json_array",
+}
+
+
+# --- SQL fragments -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sql:
+    """A piece of SQL with its parameters, in placeholder order."""
+
+    text: str
+    params: tuple[Any, ...] = ()
+
+
+TRUE = Sql("TRUE")
+FALSE = Sql("FALSE")
+
+
+def q(template: str, *parts: Any) -> Sql:
+    """Fill each ``{}`` of ``template`` with the next part: an ``Sql`` fragment is inlined, any
+    other value becomes a parameter. Templates never contain literal braces."""
+    pieces = template.split("{}")
+    if len(pieces) != len(parts) + 1:
+        raise ValueError(f"template has {len(pieces) - 1} slots for {len(parts)} parts: {template!r}")
+    text = [pieces[0]]
+    params: list[Any] = []
+    for part, piece in zip(parts, pieces[1:], strict=True):
+        if isinstance(part, Sql):
+            text.append(part.text)
+            params.extend(part.params)
+        else:
+            text.append("%s")
+            params.append(part)
+        text.append(piece)
+    return Sql("".join(text), tuple(params))
+
+
+def join(separator: str, parts: Sequence[Sql]) -> Sql:
+    return Sql(separator.join(part.text for part in parts), tuple(param for part in parts for param in part.params))
+
+
+def _not_null(predicate: Sql) -> Sql:
+    return q("COALESCE(({}), FALSE)", predicate)
+
+
+# --- comparisons ---------------------------------------------------------------------------------
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _number_holds(comparison: Comparison, x: Decimal) -> bool:
+    """Does the positive, un-negated ``comparison`` hold for ``x``? (For counts and money with no
+    rows at all, where no SQL row exists to ask.)"""
+    op, value = comparison.op, comparison.value
+    result: bool
+    if op == "between":
+        result = Decimal(value[0]) <= x <= Decimal(value[1])
+    else:
+        v = Decimal(value)
+        result = {"eq": x == v, "gt": x > v, "gte": x >= v, "lt": x < v, "lte": x <= v}[op]
+    return result != comparison.negate
+
+
+_ORDERING_SQL = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _ordering(expr: Sql, op: str, value: Any, cast: str = "") -> Sql:
+    """``expr <op> value`` for the ordering operators and between (inclusive)."""
+    if op == "between":
+        return q(f"{{}} BETWEEN {{}}{cast} AND {{}}{cast}", expr, value[0], value[1])
+    return q(f"{{}} {_ORDERING_SQL[op]} {{}}{cast}", expr, value)
+
+
+def _lowered(values: Sequence[str]) -> Sql:
+    # Lowered by PostgreSQL, like the column it is compared with, so case folding is one rule.
+    return q("ARRAY(SELECT lower(x) FROM unnest({}::text[]) AS x)", list(values))
+
+
+# --- the compiler --------------------------------------------------------------------------------
+
+
+@dataclass
+class Compiler:
+    workspace_id: int
+    now: datetime
+    mode: Mode = "set"
+    alias: str = "p"
+    _aliases: int = 0
+    _stack: list[int] = field(default_factory=list)
+    _lifecycle: LifecycleSettings | None = None
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(UTC).date()
+
+    @property
+    def profile_id(self) -> Sql:
+        return Sql(f"{self.alias}.id")
+
+    def column(self, name: str) -> Sql:
+        return Sql(f"{self.alias}.{name}")
+
+    def fresh(self, prefix: str) -> str:
+        self._aliases += 1
+        return f"{prefix}{self._aliases}"
+
+    # tree
+
+    def node(self, node: Node) -> Sql:
+        if isinstance(node, Group):
+            return self.group(node)
+        return self.condition(node)
+
+    def group(self, group: Group) -> Sql:
+        parts = [self.node(child) for child in group.children]
+        if group.kind == "all":
+            return q("({})", join(" AND ", parts)) if parts else TRUE
+        if group.kind == "any":
+            return q("({})", join(" OR ", parts)) if parts else FALSE
+        # "none": written as AND of NOTs, so each negated EXISTS can become an anti join.
+        return q("({})", join(" AND ", [q("NOT {}", part) for part in parts])) if parts else TRUE
+
+    def condition(self, condition: Condition) -> Sql:
+        compile_ = getattr(self, f"_{type(condition).__name__}")
+        result: Sql = compile_(condition)
+        return result
+
+    # comparisons on a scalar SQL expression
+
+    def compare(self, expr: Sql, comparison: Comparison) -> Sql:
+        """A non-NULL boolean: ``comparison`` applied to ``expr`` (which may be NULL)."""
+        predicate = _not_null(self._positive(expr, comparison))
+        return q("NOT {}", predicate) if comparison.negate else predicate
+
+    def _positive(self, expr: Sql, comparison: Comparison) -> Sql:
+        kind, op, value = comparison.kind, comparison.op, comparison.value
+        if kind == "string":
+            if op == "exists":
+                return q("{} <> ''", expr)
+            if op == "eq":
+                return q("lower({}) = lower({}::text)", expr, value)
+            if op == "one_of":
+                return q("lower({}) = ANY({})", expr, _lowered(value))
+            if op == "contains":
+                return q("strpos(lower({}), lower({}::text)) > 0", expr, value)
+            if op == "starts_with":
+                return q("starts_with(lower({}), lower({}::text))", expr, value)
+        elif kind in ("number", "count"):
+            if op == "exists":
+                return q("{} IS NOT NULL", expr)
+            return _ordering(expr, op, value, "::numeric")
+        elif kind == "boolean":
+            if op == "exists":
+                return q("{} IS NOT NULL", expr)
+            return q("{} = {}", expr, value)
+        elif kind == "semver":
+            if op == "exists":
+                return q("{} IS NOT NULL", expr)
+            if op == "between":
+                return _ordering(q("segments_semver_key({})", expr), op, (list(value[0]), list(value[1])), "::int[]")
+            return _ordering(q("segments_semver_key({})", expr), op, list(value), "::int[]")
+        elif kind == "array":
+            if op == "exists":
+                return q("jsonb_array_length({}) > 0", expr)
+            if op == "includes":
+                element = self.fresh("el")
+                return q(
+                    f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({{}}) AS {element}(v)"
+                    f" WHERE lower({element}.v) = ANY({{}}))",
+                    expr,
+                    _lowered(value),
+                )
+        elif kind == "date":
+            return self._date(expr, op, value)
+        elif kind == "datetime":
+            return self._datetime(expr, op, value)
+        raise DefinitionError([Problem("", f"cannot compile {op!r} on a {kind} value")])
+
+    def _date(self, expr: Sql, op: str, value: Any) -> Sql:
+        today = self.today
+        if op == "exists":
+            return q("{} IS NOT NULL", expr)
+        if op == "before":
+            return q("{} < {}", expr, value)
+        if op == "after":
+            return q("{} > {}", expr, value)
+        if op == "on":
+            return q("{} = {}", expr, value)
+        if op == "between":
+            return q("{} BETWEEN {} AND {}", expr, value[0], value[1])
+        if op == "more_than_days_ago":
+            return q("{} < {}", expr, today - timedelta(days=value))
+        if op == "less_than_days_ago":
+            return q("{} BETWEEN {} AND {}", expr, today - timedelta(days=value), today)
+        if op == "within_next_days":
+            return q("{} BETWEEN {} AND {}", expr, today, today + timedelta(days=value))
+        raise DefinitionError([Problem("", f"cannot compile {op!r} on a date")])
+
+    def _datetime(self, expr: Sql, op: str, value: Any) -> Sql:
+        now = self.now
+        if op == "exists":
+            return q("{} IS NOT NULL", expr)
+        is_day = not isinstance(value, datetime | tuple)
+        if op == "before":
+            return q("{} < {}", expr, _day_start(value) if is_day else value)
+        if op == "after":
+            return q("{} >= {}", expr, _day_start(value + timedelta(days=1))) if is_day else q("{} > {}", expr, value)
+        if op == "on":
+            return q("({} >= {} AND {} < {})", expr, _day_start(value), expr, _day_start(value + timedelta(days=1)))
+        if op == "between":
+            low, high = value
+            if isinstance(low, datetime):
+                return q("{} BETWEEN {} AND {}", expr, low, high)
+            return q("({} >= {} AND {} < {})", expr, _day_start(low), expr, _day_start(high + timedelta(days=1)))
+        if op == "more_than_days_ago":
+            return q("{} < {}", expr, now - timedelta(days=value))
+        if op == "less_than_days_ago":
+            return q("{} BETWEEN {} AND {}", expr, now - timedelta(days=value), now)
+        if op == "within_next_days":
+            return q("{} BETWEEN {} AND {}", expr, now, now + timedelta(days=value))
+        raise DefinitionError([Problem("", f"cannot compile {op!r} on a time")])
+
+    # membership of a grouped subquery
+
+    def _member_of(self, subquery: Sql) -> Sql:
+        """``EXISTS`` over a subquery listing profile ids. The correlation sits outside the grouped
+        subquery, so at the top level PostgreSQL plans a hash semi join (anti join under NOT)."""
+        g = self.fresh("g")
+        return q(f"EXISTS (SELECT 1 FROM ({{}}) AS {g} WHERE {g}.profile_id = {{}})", subquery, self.profile_id)
+
+    def _scope(self, table_alias: str) -> Sql:
+        """Rows of this workspace (the set evaluator: leads its indexes) or of this profile only
+        (the single-profile check: leads the primary key or the profile's index instead)."""
+        if self.mode == "single":
+            return q(f" AND {table_alias}.profile_id = {{}}", self.profile_id)
+        return q(f" AND {table_alias}.workspace_id = {{}}", self.workspace_id)
+
+    def _aggregate(
+        self, comparison: Comparison, members: Callable[[Comparison], Sql | None], zero: Decimal = Decimal(0)
+    ) -> Sql:
+        """ "The aggregate (count, sum) of a person's rows satisfies ``comparison``", where a person
+        with no rows has the aggregate ``zero``. ``members(c)`` lists the people with rows whose
+        aggregate satisfies ``c``, or None when nobody can.
+
+        When zero satisfies the comparison (at most 2 times, less than $10), the people *without*
+        rows qualify too, so it compiles as NOT (member of the negated comparison)."""
+        if not _number_holds(comparison, zero):
+            subquery = members(comparison)
+            return self._member_of(subquery) if subquery is not None else FALSE
+        negated = Comparison(comparison.kind, comparison.op, comparison.value, not comparison.negate)
+        subquery = members(negated)
+        return q("NOT {}", self._member_of(subquery)) if subquery is not None else TRUE
+
+    def _aggregate_predicate(self, expr: Sql, comparison: Comparison) -> Sql:
+        predicate = _ordering(expr, comparison.op, comparison.value, "::numeric")
+        return q("NOT ({})", predicate) if comparison.negate else predicate
+
+    # profile attributes
+
+    def _AttributeCondition(self, c: AttributeCondition) -> Sql:
+        expr = self.column(c.column)
+        if c.column in _NULLABLE_STRING_COLUMNS:
+            expr = q("COALESCE({}, '')", expr)
+        if c.comparison.kind == "semver" and c.comparison.op == "exists":
+            expr = q("NULLIF({}, '')", expr)
+        return self.compare(expr, c.comparison)
+
+    def _CustomAttributeCondition(self, c: CustomAttributeCondition) -> Sql:
+        reader = _JSON_READERS[c.comparison.kind]
+        return self.compare(q(f"{reader}({{}} -> {{}}::text)", self.column("custom_attributes"), c.key), c.comparison)
+
+    def _AgeCondition(self, c: AgeCondition) -> Sql:
+        # Whole years as of today (UTC), as date-of-birth bounds: "age >= A" is "born on or before
+        # the day A years ago". Someone born on February 29 turns a year older on March 1 in
+        # common years (and is 0 on the day of birth).
+        dob = self.column("date_of_birth")
+        op, value = c.comparison.op, c.comparison.value
+        low: int | None
+        high: int | None
+        if op == "between":
+            low, high = value
+        else:
+            low, high = {
+                "eq": (value, value),
+                "gt": (value + 1, None),
+                "gte": (value, None),
+                "lt": (None, value - 1),
+                "lte": (None, value),
+            }[op]
+        parts = [q("{} IS NOT NULL", dob)]
+        if low is not None:
+            latest = self._born_by(low)
+            parts.append(q("{} <= {}", dob, latest) if latest else FALSE)
+        if high is not None:
+            earliest = self._born_by(high + 1)
+            if earliest is not None:
+                parts.append(q("{} > {}", dob, earliest))
+            if high < 0:
+                parts.append(FALSE)
+        predicate = _not_null(join(" AND ", parts))
+        return q("NOT {}", predicate) if c.comparison.negate else predicate
+
+    def _born_by(self, years: int) -> date | None:
+        """The latest date of birth of someone at least ``years`` old today; None if nobody can be."""
+        today = self.today
+        year = today.year - years
+        if year < 1:
+            return None
+        day = today.day
+        if today.month == 2 and day == 29 and not calendar.isleap(year):
+            day = 28
+        return date(year, today.month, day)
+
+    def _BirthdayCondition(self, c: BirthdayCondition) -> Sql:
+        dob = self.column("date_of_birth")
+        if c.op == "in_month":
+            return _not_null(q("EXTRACT(MONTH FROM {}) = {}", dob, c.month))
+        if c.op == "on":
+            days = [c.month * 100 + c.day]
+        else:
+            days = birthday_month_days(self.today, 0 if c.op == "today" else c.days)
+        return _not_null(
+            q("(EXTRACT(MONTH FROM {}) * 100 + EXTRACT(DAY FROM {}))::integer = ANY({}::integer[])", dob, dob, days)
+        )
+
+    def _NearCondition(self, c: NearCondition) -> Sql:
+        # Haversine distance from the last known coordinates. The latitude band (one degree of
+        # latitude is the same length everywhere) discards most rows before the trigonometry.
+        lat, lon = self.column("latitude"), self.column("longitude")
+        band = math.degrees(c.radius_km / EARTH_RADIUS_KM) + 1e-9
+        distance = q(
+            "2 * {}::float8 * asin(least(1, sqrt("
+            "power(sin(radians({} - {}::float8) / 2), 2)"
+            " + cos(radians({}::float8)) * cos(radians({})) * power(sin(radians({} - {}::float8) / 2), 2))))",
+            EARTH_RADIUS_KM,
+            lat,
+            c.latitude,
+            c.latitude,
+            lat,
+            lon,
+            c.longitude,
+        )
+        return _not_null(
+            q(
+                "{} BETWEEN {}::float8 AND {}::float8 AND {} IS NOT NULL AND {} <= {}::float8",
+                lat,
+                c.latitude - band,
+                c.latitude + band,
+                lon,
+                distance,
+                c.radius_km,
+            )
+        )
+
+    def _PushEnabledCondition(self, c: PushEnabledCondition) -> Sql:
+        d = self.fresh("d")
+        exists = q(
+            f"EXISTS (SELECT 1 FROM profiles_device {d} WHERE {d}.profile_id = {{}} AND {d}.push_enabled)",
+            self.profile_id,
+        )
+        return exists if c.enabled else q("NOT {}", exists)
+
+    def _LifecycleStageCondition(self, c: LifecycleStageCondition) -> Sql:
+        settings = self.lifecycle_settings()
+        first_seen, last_seen = self.column("first_seen"), self.column("last_seen")
+        new_since = self.now - timedelta(days=settings.new_days)
+        active_since = self.now - timedelta(days=settings.lapsed_after_days)
+        lapsed_since = self.now - timedelta(days=settings.churned_after_days)
+        is_new = _not_null(q("{} >= {}", first_seen, new_since))
+        stages = {
+            "new": is_new,
+            "active": q("(NOT {} AND {})", is_new, _not_null(q("{} >= {}", last_seen, active_since))),
+            "lapsed": q(
+                "(NOT {} AND {})",
+                is_new,
+                _not_null(q("{} < {} AND {} >= {}", last_seen, active_since, last_seen, lapsed_since)),
+            ),
+            "churned": q("(NOT {} AND {})", is_new, _not_null(q("{} < {}", last_seen, lapsed_since))),
+        }
+        predicate = q("({})", join(" OR ", [stages[stage] for stage in c.stages]))
+        return q("NOT {}", predicate) if c.negate else predicate
+
+    def lifecycle_settings(self) -> LifecycleSettings:
+        if self._lifecycle is None:
+            from .selectors import lifecycle_settings_for  # selectors import this module
+
+            self._lifecycle = lifecycle_settings_for(workspace_id=self.workspace_id)
+        return self._lifecycle
+
+    # behaviour: events
+
+    def _EventCountCondition(self, c: EventCountCondition) -> Sql:
+        start, end = c.window.bounds(self.now)
+
+        def members(comparison: Comparison) -> Sql | None:
+            minimum = _smallest_positive_count(comparison)
+            if minimum is None:
+                return None
+            if c.properties:
+                return self._event_members_with_properties(c, start, end, comparison, minimum)
+            return self._event_members(c.event, start, end, comparison)
+
+        return self._aggregate(c.comparison, members)
+
+    def _rollup_rows(self, r: str, event: str, start: datetime | None, end: datetime | None) -> Sql:
+        """FROM/WHERE over the rollup rows of ``event`` on the days the window touches."""
+        parts = [q(f"segments_eventdailycount {r} WHERE {r}.name = {{}}", event), self._scope(r)]
+        if start is not None:
+            parts.append(q(f" AND {r}.day >= {{}}", start.astimezone(UTC).date()))
+        if end is not None:
+            parts.append(q(f" AND {r}.day <= {{}}", (end - timedelta(microseconds=1)).astimezone(UTC).date()))
+        return join("", parts)
+
+    def _event_members(self, event: str, start: datetime | None, end: datetime | None, comparison: Comparison) -> Sql:
+        r = self.fresh("r")
+        count = self._rollup_count(r, start, end)
+        return q(
+            f"SELECT {r}.profile_id FROM {{}} GROUP BY {r}.profile_id HAVING {{}}",
+            self._rollup_rows(r, event, start, end),
+            self._aggregate_predicate(q("SUM({})", count), comparison),
+        )
+
+    def _rollup_count(self, r: str, start: datetime | None, end: datetime | None) -> Sql:
+        """One rollup row's events inside the window. Days wholly inside count in full, days wholly
+        outside not at all; only a day the window starts or ends in, with events on both sides of
+        the boundary, is recounted from the events themselves (an index range on one profile)."""
+        if start is None and end is None:
+            return Sql(f"{r}.count")
+        inside, outside, bounds = [], [], []
+        if start is not None:
+            inside.append(q(f"{r}.first_at >= {{}}", start))
+            outside.append(q(f"{r}.last_at < {{}}", start))
+        if end is not None:
+            inside.append(q(f"{r}.last_at < {{}}", end))
+            outside.append(q(f"{r}.first_at >= {{}}", end))
+        e = self.fresh("e")
+        if start is not None:
+            bounds.append(q(f" AND {e}.timestamp >= {{}}", start))
+        if end is not None:
+            bounds.append(q(f" AND {e}.timestamp < {{}}", end))
+        recount = q(
+            f"(SELECT count(*) FROM profiles_event {e} WHERE {e}.profile_id = {r}.profile_id AND {e}.name = {r}.name"
+            f" AND {e}.timestamp >= ({r}.day::timestamp AT TIME ZONE 'UTC')"
+            f" AND {e}.timestamp < (({r}.day + 1)::timestamp AT TIME ZONE 'UTC'){{}})",
+            join("", bounds),
+        )
+        return q(
+            f"CASE WHEN {{}} THEN {r}.count WHEN {{}} THEN 0 ELSE {{}} END",
+            join(" AND ", inside),
+            join(" OR ", outside),
+            recount,
+        )
+
+    def _event_members_with_properties(
+        self, c: EventCountCondition, start: datetime | None, end: datetime | None, comparison: Comparison, minimum: int
+    ) -> Sql:
+        # Property values live only on the events: the rollup narrows the people to those who did
+        # the event at least ``minimum`` times on the window's days, then their own events are
+        # counted through the (profile, timestamp) index.
+        r, m, e = self.fresh("r"), self.fresh("m"), self.fresh("e")
+        candidates = q(
+            f"SELECT {r}.profile_id FROM {{}} GROUP BY {r}.profile_id HAVING SUM({r}.count) >= {{}}",
+            self._rollup_rows(r, c.event, start, end),
+            minimum,
+        )
+        filters = [q(f"{e}.profile_id = {m}.profile_id AND {e}.name = {{}}", c.event)]
+        if start is not None:
+            filters.append(q(f"{e}.timestamp >= {{}}", start))
+        if end is not None:
+            filters.append(q(f"{e}.timestamp < {{}}", end))
+        filters.extend(self._property(Sql(f"{e}.properties"), prop) for prop in c.properties)
+        count = q(f"(SELECT count(*) FROM profiles_event {e} WHERE {{}})", join(" AND ", filters))
+        return q(
+            f"SELECT {m}.profile_id FROM ({{}}) AS {m} WHERE {{}}",
+            candidates,
+            self._aggregate_predicate(count, comparison),
+        )
+
+    def _property(self, properties: Sql, prop: PropertyFilter) -> Sql:
+        reader = _JSON_READERS[prop.comparison.kind]
+        return self.compare(q(f"{reader}({{}} -> {{}}::text)", properties, prop.key), prop.comparison)
+
+    def _EventTimeCondition(self, c: EventTimeCondition) -> Sql:
+        r = self.fresh("r")
+        rows = self._rollup_rows(r, c.event, None, None)
+        aggregate = Sql(f"min({r}.first_at)" if c.which == "first" else f"max({r}.last_at)")
+        return self._time_of_rows(r, rows, aggregate, c.comparison)
+
+    def _time_of_rows(self, alias: str, rows: Sql, aggregate: Sql, comparison: Comparison) -> Sql:
+        if comparison.op == "exists":
+            member = self._member_of(q(f"SELECT {alias}.profile_id FROM {{}}", rows))
+            return q("NOT {}", member) if comparison.negate else member
+        return self._member_of(
+            q(
+                f"SELECT {alias}.profile_id FROM {{}} GROUP BY {alias}.profile_id HAVING {{}}",
+                rows,
+                self._positive(aggregate, comparison),
+            )
+        )
+
+    # behaviour: purchases
+
+    def _purchase_rows(self, u: str, window: Window, products: tuple[str, ...], currency: str = "") -> Sql:
+        parts = [Sql(f"profiles_purchase {u} WHERE TRUE"), self._scope(u)]
+        start, end = window.bounds(self.now)
+        if start is not None:
+            parts.append(q(f" AND {u}.timestamp >= {{}}", start))
+        if end is not None:
+            parts.append(q(f" AND {u}.timestamp < {{}}", end))
+        if products:
+            parts.append(q(f" AND {u}.product_id = ANY({{}}::text[])", list(products)))
+        if currency:
+            parts.append(q(f" AND upper({u}.currency) = {{}}", currency))
+        return join("", parts)
+
+    def _PurchaseCountCondition(self, c: PurchaseCountCondition) -> Sql:
+        def members(comparison: Comparison) -> Sql | None:
+            if _smallest_positive_count(comparison) is None:
+                return None
+            u = self.fresh("u")
+            return q(
+                f"SELECT {u}.profile_id FROM {{}} GROUP BY {u}.profile_id HAVING {{}}",
+                self._purchase_rows(u, c.window, c.products),
+                self._aggregate_predicate(Sql("count(*)"), comparison),
+            )
+
+        return self._aggregate(c.comparison, members)
+
+    def _MoneySpentCondition(self, c: MoneySpentCondition) -> Sql:
+        def members(comparison: Comparison) -> Sql | None:
+            u = self.fresh("u")
+            return q(
+                f"SELECT {u}.profile_id FROM {{}} GROUP BY {u}.profile_id HAVING {{}}",
+                self._purchase_rows(u, c.window, c.products, c.currency),
+                self._aggregate_predicate(Sql(f"SUM({u}.price * {u}.quantity)"), comparison),
+            )
+
+        return self._aggregate(c.comparison, members)
+
+    def _PurchaseTimeCondition(self, c: PurchaseTimeCondition) -> Sql:
+        u = self.fresh("u")
+        rows = self._purchase_rows(u, Window(), ())
+        aggregate = Sql(f"min({u}.timestamp)" if c.which == "first" else f"max({u}.timestamp)")
+        return self._time_of_rows(u, rows, aggregate, c.comparison)
+
+    # other segments
+
+    def _SegmentCondition(self, c: SegmentCondition) -> Sql:
+        if c.segment_id in self._stack:
+            raise DefinitionError([Problem(c.path, f"segment #{c.segment_id} refers back to itself")])
+        found = Segment.objects.filter(workspace_id=self.workspace_id, pk=c.segment_id).values_list(
+            "definition", flat=True
+        )
+        definition = next(iter(found), None)
+        if definition is None:
+            raise DefinitionError([Problem(c.path, f"segment #{c.segment_id} does not exist in this workspace")])
+        try:
+            root = parse_definition(definition)
+        except DefinitionError as error:
+            raise DefinitionError([Problem(c.path, f"segment #{c.segment_id} is invalid: {error}")]) from None
+        self._stack.append(c.segment_id)
+        try:
+            return self.group(root)
+        finally:
+            self._stack.pop()
+
+
+def _smallest_positive_count(comparison: Comparison) -> int | None:
+    """The smallest count >= 1 that satisfies ``comparison``, or None when none does. Past the
+    largest threshold every comparison is constant, so a short scan decides it."""
+    value = comparison.value
+    largest = max(value) if isinstance(value, tuple) else value
+    for n in range(1, int(largest) + 3):
+        if _number_holds(comparison, Decimal(n)):
+            return n
+    return None
+
+
+def birthday_month_days(today: date, days: int) -> list[int]:
+    """Birthdays (as month * 100 + day) celebrated from ``today`` to ``today + days`` inclusive.
+    People born on February 29 celebrate on March 1 in common years."""
+    found: list[int] = []
+    for offset in range(days + 1):
+        day = today + timedelta(days=offset)
+        found.append(day.month * 100 + day.day)
+        if day.month == 3 and day.day == 1 and not calendar.isleap(day.year):
+            found.append(229)
+    return sorted(set(found))
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+
+def compile_where(
+    definition: Group | dict[str, Any],
+    *,
+    workspace_id: int,
+    now: datetime | None = None,
+    mode: Mode = "set",
+    alias: str = "p",
+    segment_id: int | None = None,
+) -> Sql:
+    """The definition as a boolean SQL expression over the profile row ``alias``."""
+    root = definition if isinstance(definition, Group) else parse_definition(definition)
+    compiler = Compiler(workspace_id=workspace_id, now=now or timezone.now(), mode=mode, alias=alias)
+    if segment_id is not None:
+        compiler._stack.append(segment_id)
+    return compiler.group(root)
+
+
+def members_query(segment: Segment, *, now: datetime | None = None) -> Sql:
+    """``SELECT p.id FROM profiles_profile p WHERE <in segment>`` (the set evaluator)."""
+    where = compile_where(segment.definition, workspace_id=segment.workspace_id, now=now, segment_id=segment.pk)
+    return q("SELECT p.id FROM profiles_profile p WHERE p.workspace_id = {} AND {}", segment.workspace_id, where)
+
+
+def single_profile_query(segment: Segment, *, profile_id: int, now: datetime | None = None) -> Sql:
+    """One row with one boolean, or no row if the profile is not in the segment's workspace."""
+    where = compile_where(
+        segment.definition, workspace_id=segment.workspace_id, now=now, mode="single", segment_id=segment.pk
+    )
+    return q(
+        "SELECT {} FROM profiles_profile p WHERE p.id = {} AND p.workspace_id = {}",
+        where,
+        profile_id,
+        segment.workspace_id,
+    )
