@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
 from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -444,3 +447,43 @@ def test_admin_retry_action_requeues_failed_imports(
     assert "1 import(s) queued again." in text
     assert "1 import(s) had not failed and were left alone." in text
     assert ProfileImport.objects.get(pk=failed.pk).status == "pending"
+
+
+# --- A real worker ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_imports_once_even_when_the_task_is_delivered_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The project's Celery app, an embedded worker thread and an in-memory broker: the upload
+    queues the task on commit, a duplicate delivery follows, and the file is imported once."""
+    workspace = WorkspaceFactory()
+    monkeypatch.setattr(imports, "BATCH_SIZE", 2)
+    for key, value in {
+        "broker_url": "memory://",
+        "task_always_eager": False,
+        "worker_hijack_root_logger": False,
+    }.items():
+        monkeypatch.setitem(celery_app.conf, key, value)
+    finished: list[str] = []
+    both_done = threading.Event()
+
+    def on_postrun(task_id: str | None = None, **_: Any) -> None:
+        finished.append(str(task_id))
+        if len(finished) == 2:
+            both_done.set()
+
+    task_postrun.connect(on_postrun, weak=False)
+    try:
+        with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            profile_import = upload(workspace, "external_id,plan\n" + "".join(f"p{n},pro\n" for n in range(5)))
+            profile_import_task.delay(profile_import.pk)  # a redelivery, as after a lost ack
+            assert both_done.wait(timeout=60), finished
+    finally:
+        task_postrun.disconnect(on_postrun)
+        celery_app.close()  # drop the in-memory broker's connection pool
+
+    profile_import.refresh_from_db()
+    assert (profile_import.status, profile_import.processed_rows, profile_import.imported_rows) == ("done", 5, 5)
+    assert Profile.objects.filter(workspace=workspace, custom_attributes__plan="pro").count() == 5
