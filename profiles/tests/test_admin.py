@@ -528,3 +528,11 @@ def test_deleting_needs_the_delete_permission(acme: Workspace, ada: Profile) -> 
     client = _client(viewer)
     assert client.post(reverse("admin:profiles_profile_delete", args=[ada.pk]), {"post": "yes"}).status_code == 403
     assert Profile.objects.filter(pk=ada.pk).exists()
+
+
+def test_one_persons_events_list_newest_first(client_a: Client, ada: Profile) -> None:
+    for n in range(3):
+        _event(ada, n)
+    _event(ProfileFactory(workspace=ada.workspace), 9)
+    response = client_a.get(reverse("admin:profiles_event_changelist"), {"profile__id__exact": ada.pk})
+    assert [e.name for e in response.context["cl"].result_list] == ["Event 2", "Event 1", "Event 0"]
