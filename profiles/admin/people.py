@@ -144,7 +144,7 @@ class IdentityFilter(admin.SimpleListFilter):
 
 
 class LastSeenFilter(admin.SimpleListFilter):
-    """Ranges on last_seen, which the (workspace, -last_seen) index serves."""
+    """Ranges on last_seen (a filter over the newest-first walk of the primary key)."""
 
     title = "last seen"
     parameter_name = "seen"
@@ -294,10 +294,11 @@ class ProfileAdmin(BigTableAdminMixin, WorkspaceScopedAdminMixin, admin.ModelAdm
         "sms_subscription",
     )
     list_per_page = 50
-    # ORDER BY last_seen DESC walks the (workspace, -last_seen) index; the admin appends -id to
-    # break ties, which PostgreSQL does with an incremental sort over each page.
-    ordering = ("-last_seen",)
-    indexed_sort_fields = ("last_seen",)
+    # Newest profiles first, by primary key. There is deliberately no index on last_seen: every
+    # event changes it, and an index there would make each of the intake's profile updates write
+    # every index instead of staying heap-only (see profiles migration 0002).
+    ordering = ("-pk",)
+    indexed_sort_fields = ()
     # get_search_results does the searching; this only makes the admin draw the search box.
     search_fields = ("=external_id",)
     search_help_text = (
