@@ -1,0 +1,1 @@
+"""Campaign use cases, one module per sub-domain (launch, sending, triggers, API triggers, ...)."""
