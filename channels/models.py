@@ -34,6 +34,7 @@ class ProviderKind(models.TextChoices):
     APNS = "apns", "Apple Push Notification service (HTTP/2, token auth)"
     WEBPUSH = "webpush", "Web Push (VAPID)"
     TWILIO = "twilio", "Twilio SMS"
+    WEBHOOK = "webhook", "Webhook signing (outbound webhooks)"
 
 
 class ProviderConfig(models.Model):
@@ -91,6 +92,11 @@ class Dispatch(models.Model):
     content = models.JSONField(help_text="The rendered message, as the channel's content type describes it.")
     idempotency_key = models.CharField(max_length=255)
     source = models.CharField(max_length=255, blank=True, default="", help_text="The caller's opaque reference.")
+    transactional = models.BooleanField(
+        default=False,
+        help_text="Transactional (a receipt, a password reset): sent whatever the email/push subscription "
+        "state, and email goes without List-Unsubscribe headers when it has no unsubscribe link.",
+    )
     metadata = models.JSONField(
         default=dict, blank=True, help_text="Flat str->str pairs copied into provider metadata and engagement."
     )
@@ -110,6 +116,8 @@ class Dispatch(models.Model):
             models.UniqueConstraint(fields=["workspace", "idempotency_key"], name="dispatch_unique_key"),
         ]
         indexes = [
+            # The admin's list: one workspace's dispatches, newest first.
+            models.Index(fields=["workspace", "-created_at"], name="dispatch_workspace_time_idx"),
             # Provider webhooks that carry only the provider's id (no metadata) find their dispatch.
             models.Index(
                 fields=["provider", "provider_message_id"],
