@@ -371,6 +371,10 @@ class ProfileMerge(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # "What became of profile #123?": support looks merges up by the old id.
+            models.Index(fields=["workspace", "merged_profile_id"], name="merge_merged_profile_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.merged_profile_id} → #{self.into_profile_id}"
