@@ -18,7 +18,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from ..models import ProfileImport
-from ..services.imports import MAX_REPORTED_ERRORS, csv_file_check, profile_import_create, profile_import_retry
+from ..services.imports import (
+    MAX_REPORTED_ERRORS,
+    csv_file_check,
+    import_percent,
+    profile_import_create,
+    profile_import_retry,
+)
 from .mixins import WorkspaceScopedAdminMixin, WorkspaceScopedRelatedFilter
 
 
@@ -42,14 +48,6 @@ class ProfileImportForm(forms.ModelForm):
         except ValidationError as error:
             raise ValidationError(error.message_dict.get("file", error.messages)) from None
         return file
-
-
-def _percent(profile_import: ProfileImport) -> int:
-    if profile_import.status == ProfileImport.Status.DONE:
-        return 100
-    if not profile_import.total_rows:
-        return 0
-    return int(100 * profile_import.processed_rows / profile_import.total_rows)
 
 
 @admin.register(ProfileImport)
@@ -119,7 +117,7 @@ class ProfileImportAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress(self, obj: ProfileImport) -> SafeString:
-        percent = _percent(obj)
+        percent = int(import_percent(obj))
         return format_html(
             '<progress max="100" value="{}" style="width: 8em">{}%</progress> {}% ({} / {})',
             percent,

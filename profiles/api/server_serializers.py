@@ -19,6 +19,7 @@ from ..models import (
     PushProvider,
     SubscriptionState,
 )
+from ..services.imports import import_percent
 from ..services.profiles import MAX_DEVICES_PER_REQUEST
 
 
@@ -237,11 +238,7 @@ class ProfileImportSerializer(serializers.ModelSerializer[ProfileImport]):
         read_only_fields = fields
 
     def get_percent(self, profile_import: ProfileImport) -> float:
-        if profile_import.status == ProfileImport.Status.DONE:
-            return 100.0
-        if not profile_import.total_rows:
-            return 0.0
-        return round(100 * profile_import.processed_rows / profile_import.total_rows, 1)
+        return import_percent(profile_import)
 
     def get_status_url(self, profile_import: ProfileImport) -> str:
         path = reverse("api-profile-import-detail", kwargs={"pk": profile_import.pk})

@@ -82,7 +82,8 @@ class CsvLayout:
     """What each column of the file means."""
 
     external_id_index: int
-    attributes: list[tuple[int, str]]  # (column index, header name) of every other column
+    # (column index, header name, whether it names a standard attribute) of every other column
+    attributes: list[tuple[int, str, bool]]
     width: int
 
 
@@ -94,7 +95,7 @@ def csv_layout(header: list[str] | None) -> CsvLayout:
     names = [cell.strip() for cell in header]
     external_index: int | None = None
     seen: dict[str, str] = {}
-    attributes: list[tuple[int, str]] = []
+    attributes: list[tuple[int, str, bool]] = []
     for index, name in enumerate(names):
         if not name:
             problems.append(f"column {index + 1} has no name")
@@ -108,12 +109,13 @@ def csv_layout(header: list[str] | None) -> CsvLayout:
         if folded in RESERVED_ATTRIBUTES:
             problems.append(f"column {name!r} is maintained by the platform and cannot be imported")
             continue
-        key = column_for(name) or f"custom:{name}"
+        column = column_for(name)
+        key = column or f"custom:{name}"
         if key in seen:
             problems.append(f"columns {seen[key]!r} and {name!r} set the same attribute")
             continue
         seen[key] = name
-        attributes.append((index, name))
+        attributes.append((index, name, column is not None))
     if external_index is None:
         problems.append("an external_id column is required")
     if problems:
@@ -167,6 +169,15 @@ def profile_import_create(
     )
     _enqueue(profile_import.pk)
     return profile_import
+
+
+def import_percent(profile_import: ProfileImport) -> float:
+    """Processed rows as a percentage of all rows (100 once done), for progress bars."""
+    if profile_import.status == ProfileImport.Status.DONE:
+        return 100.0
+    if not profile_import.total_rows:
+        return 0.0
+    return round(100 * profile_import.processed_rows / profile_import.total_rows, 1)
 
 
 def profile_import_retry(*, profile_import: ProfileImport) -> bool:
@@ -333,20 +344,19 @@ def _prepare(
         row_errors: list[tuple[str, str]] = []
         if len(cells) > layout.width:
             row_errors.append(("row", f"has {len(cells)} cells; the header names {layout.width} columns"))
-        cell = cells[layout.external_id_index].strip() if layout.external_id_index < len(cells) else ""
-        external_id = cell
+        external_id = cells[layout.external_id_index].strip() if layout.external_id_index < len(cells) else ""
         if not external_id:
             row_errors.append((EXTERNAL_ID, "is required"))
         else:
             row_errors += [(EXTERNAL_ID, message) for message in external_id_errors(external_id)]
         traits: dict[str, Any] = {}
-        for index, name in layout.attributes:
+        for index, name, standard in layout.attributes:
             text = cells[index].strip() if index < len(cells) else ""
             if not text:
                 continue
             if "\x00" in text:
                 row_errors.append((name, "may not contain NUL characters"))
-            traits[name] = text if column_for(name) else typed_value(text)
+            traits[name] = text if standard else typed_value(text)
         normalized = attributes_normalize(traits, prefix="row")
         row_errors += [(name.removeprefix("row."), message) for name, message in normalized.errors]
         if row_errors:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -137,16 +137,7 @@ class DeletionResult:
     other: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "profiles": self.profiles,
-            "events": self.events,
-            "purchases": self.purchases,
-            "devices": self.devices,
-            "anonymous_ids": self.anonymous_ids,
-            "merges": self.merges,
-            "suppressed_identifiers": self.suppressed_identifiers,
-            "other": dict(self.other),
-        }
+        return asdict(self)
 
 
 def _raw_delete(table: str, where: str, params: list[Any]) -> int:
