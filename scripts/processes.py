@@ -124,16 +124,14 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
             return  # already on the way out; stop_all's timeouts bound the wait
-        foreground = self._foreground
-        if foreground is not None and foreground.poll() is None:
-            # The terminal delivers Ctrl-C to the foreground step itself (same process group):
-            # it decides what an interrupt means (pytest reports, a shell carries on). A SIGTERM
-            # was meant for the launcher alone, so pass it on.
-            if signum == signal.SIGTERM:
-                self.stop_requested = True
-                foreground.terminate()
-            return
         self.stop_requested = True
+        foreground = self._foreground
+        # A terminal's Ctrl-C reaches the foreground step itself (same process group), which
+        # decides what it means: pytest reports and exits, a shell carries on. SIGTERM and a
+        # SIGINT sent to the launcher alone would not reach it: let it finish, then stop (the
+        # launcher checks stop_requested after every step); only SIGTERM is passed on at once.
+        if signum == signal.SIGTERM and foreground is not None and foreground.poll() is None:
+            foreground.terminate()
 
     def check(self) -> None:
         if self.stop_requested:
