@@ -57,6 +57,37 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
 
 
+# PUT and PATCH are the same operation; the schema says so once.
+_WRITE_SCHEMA = extend_schema(
+    tags=[TAG],
+    description=(
+        "Creates the person if the external id is new, otherwise updates them. Both PUT and PATCH merge: "
+        "only what the body names changes. `attributes` takes standard attributes by name or alias and "
+        "custom attributes (null removes a custom attribute); `subscriptions` sets channel states (the "
+        "change time moves only when a state changes); `devices` are upserted by `device_id`. A deleted "
+        "person's external id is refused with 409."
+    ),
+    parameters=[EXTERNAL_ID_PARAMETER],
+    request=ProfileWriteSerializer,
+    responses={
+        200: OpenApiResponse(ProfileDetailSerializer, description="Updated."),
+        201: OpenApiResponse(ProfileDetailSerializer, description="Created."),
+        **_errors(400, 401, 403, 409),
+    },
+    examples=[
+        OpenApiExample(
+            "Attributes, a subscription and a device",
+            request_only=True,
+            value={
+                "attributes": {"email": "ada@example.com", "first_name": "Ada", "dob": "1990-04-23", "plan": "pro"},
+                "subscriptions": {"email": "opted_in"},
+                "devices": [{"device_id": "ios-1", "platform": "ios", "push_provider": "apns", "push_token": "ab12"}],
+            },
+        )
+    ],
+)
+
+
 class ApiKeyView(GenericAPIView[Any]):
     """Base of the REST API views: API-key authentication, per-method scopes, JSON only."""
 
@@ -141,44 +172,13 @@ class ProfileDetailView(ApiKeyView):
             raise Conflict(str(exc), code="suppressed") from exc
         return self._render(external_id, status_code=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
-    _write_schema = extend_schema(
-        tags=[TAG],
-        description=(
-            "Creates the person if the external id is new, otherwise updates them. Both PUT and PATCH merge: "
-            "only what the body names changes. `attributes` takes standard attributes by name or alias and "
-            "custom attributes (null removes a custom attribute); `subscriptions` sets channel states (the "
-            "change time moves only when a state changes); `devices` are upserted by `device_id`. A deleted "
-            "person's external id is refused with 409."
-        ),
-        parameters=[EXTERNAL_ID_PARAMETER],
-        request=ProfileWriteSerializer,
-        responses={
-            200: OpenApiResponse(ProfileDetailSerializer, description="Updated."),
-            201: OpenApiResponse(ProfileDetailSerializer, description="Created."),
-            **_errors(400, 401, 403, 409),
-        },
-        examples=[
-            OpenApiExample(
-                "Attributes, a subscription and a device",
-                request_only=True,
-                value={
-                    "attributes": {"email": "ada@example.com", "first_name": "Ada", "dob": "1990-04-23", "plan": "pro"},
-                    "subscriptions": {"email": "opted_in"},
-                    "devices": [
-                        {"device_id": "ios-1", "platform": "ios", "push_provider": "apns", "push_token": "ab12"}
-                    ],
-                },
-            )
-        ],
-    )
-
     @extend_schema(summary="Create or update a profile")
-    @_write_schema
+    @_WRITE_SCHEMA
     def put(self, request: Request, external_id: str) -> Response:
         return self._upsert(request, external_id)
 
     @extend_schema(summary="Create or update a profile (same as PUT)")
-    @_write_schema
+    @_WRITE_SCHEMA
     def patch(self, request: Request, external_id: str) -> Response:
         return self._upsert(request, external_id)
 
