@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -741,6 +742,7 @@ class CopyResult:
     rows: int
     seconds: float
     bytes: int
+    backend_cpu: float = 0.0  # CPU seconds of the PostgreSQL backend that ran the COPY
 
     @property
     def rows_per_second(self) -> float:
@@ -760,26 +762,33 @@ def copy_baseline(conn: psycopg.Connection[Any], columns: list[str], data: list[
         conn.execute(sql.SQL("ALTER TABLE bench_copy_event ADD {}").format(sql.SQL(definition)))
     conn.commit()
     query = sql.SQL("COPY bench_copy_event ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
-    started = time.perf_counter()
+    backend = psutil.Process(conn.info.backend_pid)
+    cpu_before, started = sum(backend.cpu_times()[:2]), time.perf_counter()
     with conn.cursor() as cur:
         with cur.copy(query) as copy:
             for chunk in data:
                 copy.write(chunk)
         conn.commit()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, sum(backend.cpu_times()[:2]) - cpu_before
     conn.execute("DROP TABLE bench_copy_event")
     conn.commit()
-    return CopyResult(rows, seconds, sum(map(len, data)))
+    return CopyResult(rows, seconds, sum(map(len, data)), cpu)
 
 
 # --- profiling ---------------------------------------------------------------------------------------
 
 
-def start_py_spy(pids: list[int], duration: float, out_dir: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
+def start_py_spy(
+    pids: list[int], duration: float, out_dir: Path, *, idle: bool
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """``py-spy record`` on each pid for ``duration`` seconds, without pausing it (``--nonblocking``).
+    With ``idle`` the samples of a thread waiting (on PostgreSQL, on the socket) count too: wall time."""
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not py_spy:
         raise BenchError("--py-spy needs py-spy: .venv/bin/pip install py-spy")
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("worker-*.txt"):
+        old.unlink()
     procs = []
     for pid in pids:
         path = out_dir / f"worker-{pid}.txt"
@@ -797,6 +806,7 @@ def start_py_spy(pids: list[int], duration: float, out_dir: Path) -> list[tuple[
             "--nonblocking",
             "--output",
             str(path),
+            *(["--idle"] if idle else []),
         ]
         procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), path))
     return procs
@@ -808,6 +818,7 @@ PY_SPY_FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 @dataclass
 class SpyProfile:
     samples: int = 0
+    mode: str = ""
     hottest: list[tuple[str, float, float]] = field(default_factory=list)  # function, % self, % total
     project: list[tuple[str, float]] = field(default_factory=list)  # the project's own functions, % total
 
@@ -846,7 +857,7 @@ def summarize_py_spy(files: list[Path], top: int) -> SpyProfile:
     project = [
         (name, share(n)) for name, n in total.most_common() if name.partition("(")[2].startswith(tuple(packages))
     ]
-    return SpyProfile(samples, hottest, project[:top])
+    return SpyProfile(samples=samples, hottest=hottest, project=project[:top])
 
 
 # --- one run -------------------------------------------------------------------------------------------
@@ -880,6 +891,7 @@ class RunReport:
     copy_rows: int = 0
     copy_seconds: float = 0.0
     copy_rows_per_second: float = 0.0
+    copy_backend_cpu: float = 0.0
     error_samples: dict[str, str] = field(default_factory=dict)
     profile: SpyProfile = field(default_factory=SpyProfile)
 
@@ -903,7 +915,7 @@ def probe_intake(address: tuple[str, int]) -> int:
 def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workload: Workload) -> RunReport:
     log(f"fresh database {args.db_name}: drop, create, migrate")
     target = prepare_database(server_url, args.db_name)
-    env = django_env(target.url)
+    env = django_env(target.url, **dict(args.server_env))
     if args.rate_limit is not None:
         env["INTAKE_RATE_LIMIT_PER_SECOND"] = str(args.rate_limit)
     threads = args.threads if worker_class == "gthread" else 1
@@ -952,7 +964,9 @@ def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workl
 
         meter_conn = psycopg.connect(target.url, autocommit=True)
         meter = CpuMeter(groups)
-        spies = start_py_spy(server.worker_pids(), args.duration, OUT_DIR / "py-spy") if args.py_spy else []
+        spies = []
+        if args.py_spy:
+            spies = start_py_spy(server.worker_pids(), args.duration, OUT_DIR / "py-spy", idle=args.py_spy == "wall")
         log(f"load: {args.concurrency} clients for {args.duration:.0f}s (at most {args.max_batches} batches)")
         started = time.perf_counter()
         meter.start()
@@ -977,6 +991,7 @@ def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workl
                     log(f"py-spy failed: {err.decode(errors='replace').strip()[:300]}")
                 files.append(path)
             profile = summarize_py_spy(files, args.profile_top)
+            profile.mode = "on CPU" if args.py_spy == "cpu" else "wall time, waits included"
             log(f"py-spy: {profile.samples} samples; collapsed stacks in {OUT_DIR / 'py-spy'} (speedscope opens them)")
 
         copy = CopyResult(0, 0.0, 0)
@@ -1020,6 +1035,7 @@ def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workl
         copy_rows=copy.rows,
         copy_seconds=copy.seconds,
         copy_rows_per_second=copy.rows_per_second,
+        copy_backend_cpu=copy.backend_cpu,
         error_samples=result.samples,
         profile=profile,
     )
@@ -1085,14 +1101,22 @@ def print_report(report: RunReport) -> None:
         )
         rows.append(("machine busy", f"{busy:.1f}", f"{busy / wall_for_cpu:.2f} of {report.machine_cpus}", "100%", ""))
         print_table("Where the CPU went", rows, headers=("process group", "cpu s", "cores", "share", "µs/event"))
+        if report.stored_events:
+            server_cpu = sum(v for k, v in report.cpu_seconds.items() if k.startswith(("gunicorn", "postgres")))
+            per_event = server_cpu / report.stored_events
+            print(
+                f"server + PostgreSQL: {1e6 * per_event:.0f} µs of CPU per event; with all {report.machine_cpus} "
+                f"cores to themselves that is a ceiling of ~{report.machine_cpus / per_event:,.0f} events/s"
+            )
         other_cores = max(0.0, busy - ours) / wall_for_cpu
         if other_cores > 0.2:
             print(
                 f"WARNING: other processes kept {other_cores:.2f} cores busy during the run: these figures "
-                "understate what the machine can do; rerun when it is quiet."
+                "understate what the machine can do; rerun when it is quiet (the CPU per event holds)."
             )
     if report.copy_rows:
         ratio = report.stored_per_second / report.copy_rows_per_second if report.copy_rows_per_second else 0.0
+        backends = report.cpu_seconds.get("postgres backends", 0.0)
         print_table(
             "Yardstick: plain COPY of the same events into a copy of profiles_event",
             [
@@ -1101,11 +1125,15 @@ def print_report(report: RunReport) -> None:
                 ("COPY rows/s", fmt_int(report.copy_rows_per_second)),
                 ("intake stored events/s", fmt_int(report.stored_per_second)),
                 ("intake / COPY", f"{ratio:.1%}"),
+                ("COPY backend CPU per row (µs)", f"{1e6 * report.copy_backend_cpu / report.copy_rows:.0f}"),
+                ("intake PostgreSQL backends CPU per event (µs)", f"{1e6 * backends / report.stored_events:.0f}")
+                if report.stored_events
+                else ("intake PostgreSQL backends CPU per event (µs)", "-"),
             ],
         )
     if report.profile.samples:
         print_table(
-            f"py-spy: hottest functions in the workers ({report.profile.samples:,} on-CPU samples)",
+            f"py-spy: hottest functions in the workers ({report.profile.samples:,} samples, {report.profile.mode})",
             [(name, f"{own:.1f}%", f"{incl:.1f}%") for name, own, incl in report.profile.hottest],
             headers=("function (file)", "self", "total"),
         )
@@ -1136,12 +1164,20 @@ def run_copy_only(args: argparse.Namespace, server_url: str, workload: Workload)
             ("MB", f"{result.bytes / 1e6:.1f}"),
             ("seconds (to commit)", f"{result.seconds:.2f}"),
             ("COPY rows/s", fmt_int(result.rows_per_second)),
+            ("COPY backend CPU per row (µs)", f"{1e6 * result.backend_cpu / result.rows:.0f}"),
         ],
     )
     return result
 
 
 # --- command line --------------------------------------------------------------------------------------
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -1196,6 +1232,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="INTAKE_RATE_LIMIT_PER_SECOND for the server (default: the settings' default)",
     )
+    srv.add_argument(
+        "--env",
+        dest="server_env",
+        metavar="NAME=VALUE",
+        action="append",
+        type=_env_pair,
+        default=[],
+        help="an environment variable for the server, to try a setting without editing the project "
+        "(repeatable; e.g. DB_CONN_MAX_AGE=0, or DJANGO_SETTINGS_MODULE=mysettings with PYTHONPATH=...)",
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--seed", type=int, default=42, help="seed of the generated people and events")
     data.add_argument("--users", type=int, default=20_000, help="signed-in people (user id + anonymous id)")
@@ -1218,7 +1264,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     yard.add_argument("--copy-rows", type=int, default=200_000, help="events copied for the yardstick (0: all stored)")
     prof = parser.add_argument_group("profiling")
-    prof.add_argument("--py-spy", action="store_true", help="record every worker with py-spy during the load")
+    prof.add_argument(
+        "--py-spy",
+        nargs="?",
+        const="cpu",
+        choices=["cpu", "wall"],
+        help="record every worker with py-spy during the load: where CPU goes (cpu, the default), or where "
+        "request time goes, waiting on PostgreSQL included (wall)",
+    )
     prof.add_argument("--profile-top", type=int, default=25, help="functions listed from the py-spy profile")
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, help="also write the results to this JSON file")
