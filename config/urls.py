@@ -4,6 +4,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 urlpatterns = [
     path("", include("profiles.urls")),
+    path("", include("channels.urls")),
+    # ESP tracking webhooks: /anymail/<esp>/tracking/ (authenticated by ANYMAIL["WEBHOOK_SECRET"]).
+    path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
