@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +29,11 @@ RUN_SCRIPT = BASE_DIR / "run"
 MANAGE = BASE_DIR / "manage.py"
 PYTHON = sys.executable
 EXIT_INTERRUPTED = 130
+CELERY = [PYTHON, "-m", "celery", "-A", "config"]
+# Warm shutdown waits for running tasks; those still running at stop_timeout are redelivered
+# later (late acks), so the wait is bounded.
+WORKER_ARGV = [*CELERY, "worker", "--loglevel", "INFO"]
+BEAT_ARGV = [*CELERY, "beat", "--loglevel", "INFO", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
 
 
 def main(argv: Sequence[str]) -> int:
@@ -134,30 +139,8 @@ def command_run() -> int:
                     say(f"manage.py {step[0]} failed (exit {code}); stopping")
                     return 1
             web = sup.start("web", _gunicorn_argv(port, env), env=env, cwd=BASE_DIR)
-            sup.start(
-                "worker",
-                [PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO"],
-                env=env,
-                cwd=BASE_DIR,
-                stop_timeout=60,
-            )
-            sup.start(
-                "beat",
-                [
-                    PYTHON,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "beat",
-                    "--loglevel",
-                    "INFO",
-                    "--scheduler",
-                    "django_celery_beat.schedulers:DatabaseScheduler",
-                ],
-                env=env,
-                cwd=BASE_DIR,
-            )
+            sup.start("worker", WORKER_ARGV, env=env, cwd=BASE_DIR, stop_timeout=60)
+            sup.start("beat", BEAT_ARGV, env=env, cwd=BASE_DIR)
             base_url = f"http://127.0.0.1:{port}"
             sup.wait_until(lambda: _answers(f"{base_url}/admin/login/"), what="the web server", timeout=120, watch=web)
             _print_banner(base_url, summary_path)
@@ -229,7 +212,7 @@ def _print_banner(base_url: str, summary_path: Path) -> None:
         label = "Write keys:" if index == 0 else ""
         lines.append(f"  {label:<12} {app['write_key']}  {app['app']} ({app['workspace']})")
     lines.append(f"  API docs:    {base_url}/api/docs/")
-    lines.append("Stop with Ctrl-C (or ./run stop from another terminal).")
+    lines.append("  Stop with Ctrl-C (or ./run stop from another terminal).")
     say("\n    ".join(lines))
 
 
@@ -244,8 +227,10 @@ def _pidfile(directory: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        if path.read_text().strip() == str(os.getpid()):
-            path.unlink()
+        # Another ./run may have taken the file over meanwhile (after this one was reported stale).
+        with suppress(OSError):
+            if path.read_text().strip() == str(os.getpid()):
+                path.unlink()
 
 
 def running_launcher(directory: Path) -> int | None:

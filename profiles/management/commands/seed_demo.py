@@ -8,6 +8,8 @@ on every run (a seeded generator), with times relative to now.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import random
@@ -196,15 +198,6 @@ ACQUISITION = (
     {"source": "partner_blog", "medium": "referral", "name": "gear_guide"},
 )
 
-MOBILE_SCREENS = ("Home", "Search", "Category", "Product Detail", "Cart", "Wishlist", "Account", "Settings")
-WEB_PAGES = (
-    ("Home", "/"),
-    ("Search", "/search"),
-    ("Category", "/c/outdoor"),
-    ("Product", "/p/"),
-    ("Cart", "/cart"),
-    ("Account", "/account"),
-)
 DEVICE_MODELS: dict[str, tuple[tuple[str, str, str], ...]] = {
     Platform.IOS: (("Apple", "iPhone15,2", "17.5"), ("Apple", "iPhone14,5", "17.4"), ("Apple", "iPhone16,1", "18.0")),
     Platform.ANDROID: (("Google", "Pixel 8", "14"), ("samsung", "SM-S921B", "14"), ("OnePlus", "CPH2449", "13")),
@@ -219,6 +212,11 @@ LIBRARIES: dict[str, dict[str, str]] = {
     Platform.ANDROID: {"name": "analytics-android", "version": "4.11.3"},
     Platform.WEB: {"name": "analytics.js", "version": "5.2.0"},
     Platform.SERVER: {"name": "analytics-python", "version": "2.3.2"},
+}
+APP_FOR_PLATFORM: dict[str, str] = {
+    Platform.IOS: "Demo iOS",
+    Platform.ANDROID: "Demo Android",
+    Platform.WEB: "Demo Web",
 }
 APP_VERSIONS = (("3.2.0", "320"), ("3.3.1", "331"), ("3.4.0", "340"))
 
@@ -396,31 +394,41 @@ class DemoGenerator:
                 times.append(moment)
         return sorted(times)
 
-    def _context(
-        self, device: Device, campaign: dict[str, Any] | None, extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        context = json.loads(json.dumps(device.context))  # each message owns its copy
-        if device.push_token:
-            context["device"]["token"] = device.push_token
-        if campaign is not None:
-            context["campaign"] = campaign
-        if extra:
-            context.update(extra)
-        return context
+    # -- messages ---------------------------------------------------------------------------------------
 
     def _add(self, person: Person, app: str, at: datetime, body: dict[str, Any]) -> None:
         body = {**body, "messageId": person.message_id(), "timestamp": _iso(at)}
         person.messages.append(DemoMessage(app=app, at=at, body=body))
 
-    def _ids(self, person: Person, device: Device, identified: bool) -> dict[str, Any]:
-        ids: dict[str, Any] = {"anonymousId": device.anonymous_id}
-        if identified:
-            ids["userId"] = person.user_id
-        return ids
+    def _send(
+        self,
+        person: Person,
+        device: Device,
+        at: datetime,
+        kind: str,
+        *,
+        identified: bool,
+        campaign: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> None:
+        """A call from an SDK on ``device``: its anonymous id (and the user id once signed in) and
+        the context it adds to every call."""
+        context = copy.deepcopy(device.context)
+        if device.push_token:
+            context["device"]["token"] = device.push_token
+        if campaign is not None:
+            context["campaign"] = campaign
+        if kind == "page":
+            context["page"] = fields["properties"]
+        ids = {"anonymousId": device.anonymous_id, **({"userId": person.user_id} if identified else {})}
+        self._add(person, APP_FOR_PLATFORM[device.platform], at, {"type": kind, **ids, **fields, "context": context})
 
-    def _app_name(self, platform: str) -> str:
-        names: dict[str, str] = {Platform.IOS: "Demo iOS", Platform.ANDROID: "Demo Android", Platform.WEB: "Demo Web"}
-        return names[platform]
+    def _server(self, person: Person, at: datetime, kind: str, **fields: Any) -> None:
+        """A call from the brand's back end: the user id only, no device."""
+        body = {"type": kind, "userId": person.user_id, **fields, "context": {"library": LIBRARIES[Platform.SERVER]}}
+        self._add(person, "Demo Server", at, body)
+
+    # -- journeys ---------------------------------------------------------------------------------------
 
     def _session(
         self, person: Person, device: Device, at: datetime, *, identified: bool, campaign: dict[str, Any] | None
@@ -428,63 +436,29 @@ class DemoGenerator:
         """One visit: an app open (or landing page), a few screens, products viewed, maybe a cart
         and an order. Returns the time of its last message."""
         rng = self.rng
-        app = self._app_name(device.platform)
-        ids = self._ids(person, device, identified)
+        send = functools.partial(self._send, person, device, identified=identified, campaign=campaign)
         web = device.platform == Platform.WEB
         currency = person.city.currency
         rate = CURRENCY_RATES[currency]
 
-        def screen(name: str, path: str, at: datetime) -> None:
+        def screen(at: datetime, name: str, path: str) -> None:
             if web:
-                url = f"https://shop.example.com{path}"
-                page = {"path": path, "url": url, "title": f"{name} | Trailhead", "referrer": ""}
-                self._add(
-                    person,
-                    app,
-                    at,
-                    {
-                        "type": "page",
-                        **ids,
-                        "name": name,
-                        "properties": page,
-                        "context": self._context(device, campaign, {"page": page}),
-                    },
-                )
+                page = {"path": path, "url": f"https://shop.example.com{path}", "title": f"{name} | Trailhead"}
+                send(at, "page", name=name, properties=page)
             else:
-                self._add(
-                    person,
-                    app,
-                    at,
-                    {
-                        "type": "screen",
-                        **ids,
-                        "name": name,
-                        "properties": {},
-                        "context": self._context(device, campaign),
-                    },
-                )
+                send(at, "screen", name=name, properties={})
 
         if not web:
-            self._add(
-                person,
-                app,
-                at,
-                {
-                    "type": "track",
-                    **ids,
-                    "event": "Application Opened",
-                    "properties": {"from_background": rng.random() < 0.3, "version": device.context["app"]["version"]},
-                    "context": self._context(device, campaign),
-                },
-            )
+            opened = {"from_background": rng.random() < 0.3, "version": device.context["app"]["version"]}
+            send(at, "track", event="Application Opened", properties=opened)
         at += timedelta(seconds=rng.randint(1, 5))
-        screen("Home", "/", at)
+        screen(at, "Home", "/")
         cart: list[tuple[Product, int]] = []
         for _ in range(rng.randint(1, 6)):
             at += timedelta(seconds=rng.randint(5, 120))
             if rng.random() < 0.3:
-                name = rng.choice(MOBILE_SCREENS[:3] if not web else ("Search", "Category"))
-                screen(name, "/search" if name == "Search" else "/c/outdoor", at)
+                name = rng.choice(("Search", "Category"))
+                screen(at, name, "/search" if name == "Search" else "/c/outdoor")
                 continue
             product = rng.choice(PRODUCTS)
             fields = {
@@ -496,54 +470,23 @@ class DemoGenerator:
                 "price": round(product.price * rate, 2),
                 "currency": currency,
             }
-            screen("Product Detail" if not web else "Product", f"/p/{product.product_id.lower()}", at)
-            self._add(
-                person,
-                app,
-                at + timedelta(seconds=1),
-                {
-                    "type": "track",
-                    **ids,
-                    "event": "Product Viewed",
-                    "properties": fields,
-                    "context": self._context(device, campaign),
-                },
-            )
+            screen(at, "Product" if web else "Product Detail", f"/p/{product.product_id.lower()}")
+            send(at + timedelta(seconds=1), "track", event="Product Viewed", properties=fields)
             if rng.random() < 0.35:
                 at += timedelta(seconds=rng.randint(10, 60))
                 quantity = rng.choices((1, 2, 3), (80, 15, 5))[0]
                 cart.append((product, quantity))
-                self._add(
-                    person,
-                    app,
-                    at,
-                    {
-                        "type": "track",
-                        **ids,
-                        "event": "Product Added",
-                        "properties": {
-                            **fields,
-                            "quantity": quantity,
-                            "cart_id": f"cart-{person.number}-{person.sequence}",
-                        },
-                        "context": self._context(device, campaign),
-                    },
-                )
-        # Some carts are bought at once, some later (a reminder's job), most abandoned.
+                added = {**fields, "quantity": quantity, "cart_id": f"cart-{person.number}-{person.sequence}"}
+                send(at, "track", event="Product Added", properties=added)
+        # Some carts are bought at once, most are abandoned (what a reminder campaign is for).
         if cart and rng.random() < 0.45:
             at += timedelta(seconds=rng.randint(30, 300))
-            screen("Checkout", "/checkout", at)
+            screen(at, "Checkout", "/checkout")
             products = [
-                {
-                    "product_id": p.product_id,
-                    "sku": p.product_id,
-                    "name": p.name,
-                    "category": p.category,
-                    "price": round(p.price * rate, 2),
-                    "quantity": q,
-                }
+                {"product_id": p.product_id, "sku": p.product_id, "name": p.name, "category": p.category,
+                 "price": round(p.price * rate, 2), "quantity": q}
                 for p, q in cart
-            ]
+            ]  # fmt: skip
             revenue = round(sum(round(p.price * rate, 2) * q for p, q in cart), 2)
             order = {
                 "order_id": f"ord-{person.number:04d}-{person.sequence:04d}",
@@ -553,52 +496,19 @@ class DemoGenerator:
                 "products": products,
             }
             at += timedelta(seconds=rng.randint(20, 90))
-            self._add(
-                person,
-                app,
-                at,
-                {
-                    "type": "track",
-                    **ids,
-                    "event": "Order Completed",
-                    "properties": order,
-                    "context": self._context(device, campaign),
-                },
-            )
+            send(at, "track", event="Order Completed", properties=order)
         elif rng.random() < 0.3:
             at += timedelta(seconds=rng.randint(5, 60))
-            screen("Account", "/account", at)
+            screen(at, "Account", "/account")
         return at
 
     def _identify(self, person: Person, device: Device, at: datetime, traits: dict[str, Any], *, event: str) -> None:
         """Sign-up or log-in: the SDK sends userId with the anonymousId it used so far, which ties
         (or merges) the anonymous profile into the known one."""
-        app = self._app_name(device.platform)
-        self._add(
-            person,
-            app,
-            at,
-            {
-                "type": "identify",
-                "userId": person.user_id,
-                "anonymousId": device.anonymous_id,
-                "traits": traits,
-                "context": self._context(device, None),
-            },
-        )
-        self._add(
-            person,
-            app,
-            at + timedelta(seconds=2),
-            {
-                "type": "track",
-                "userId": person.user_id,
-                "anonymousId": device.anonymous_id,
-                "event": event,
-                "properties": {"method": self.rng.choice(("email", "apple", "google"))},
-                "context": self._context(device, None),
-            },
-        )
+        self._send(person, device, at, "identify", identified=True, traits=traits)
+        method = self.rng.choice(("email", "apple", "google"))
+        self._send(person, device, at + timedelta(seconds=2), "track", identified=True, event=event,
+                   properties={"method": method})  # fmt: skip
 
     def _second_browser(self, person: Person, signed_up_at: datetime) -> None:
         """Three in ten known people also browse the web store anonymously and log in there a day
@@ -620,43 +530,20 @@ class DemoGenerator:
             self._identify(person, browser, login_at, {"email": person.traits["email"]}, event="Signed In")
             self._session(person, browser, login_at + timedelta(minutes=1), identified=True, campaign=None)
         else:
-            alias = {"type": "alias", "previousId": browser.anonymous_id, "userId": person.user_id}
-            self._add(person, "Demo Server", login_at, {**alias, "context": {"library": LIBRARIES[Platform.SERVER]}})
+            self._server(person, login_at, "alias", previousId=browser.anonymous_id)
 
     def _server_calls(self, person: Person, sessions: list[datetime]) -> None:
-        """The brand's back end: loyalty points after sessions, a subscription for some."""
-        rng = self.rng
-        context = {"library": LIBRARIES[Platform.SERVER]}
+        """The brand's back end: loyalty points after every third session, and the balance as a trait."""
         points = 0
-        for moment in sessions[1::3]:
-            earned = rng.choice((10, 25, 50, 100))
+        for moment in sessions[::3]:
+            earned = self.rng.choice((10, 25, 50, 100))
             points += earned
-            at = moment + timedelta(minutes=rng.randint(1, 20))
+            at = moment + timedelta(minutes=self.rng.randint(1, 20))
             if at > self.now:
                 continue
-            self._add(
-                person,
-                "Demo Server",
-                at,
-                {
-                    "type": "track",
-                    "userId": person.user_id,
-                    "event": "Loyalty Points Earned",
-                    "properties": {"points": earned, "balance": points},
-                    "context": context,
-                },
-            )
-            self._add(
-                person,
-                "Demo Server",
-                at + timedelta(seconds=1),
-                {
-                    "type": "identify",
-                    "userId": person.user_id,
-                    "traits": {"loyalty_points": points},
-                    "context": context,
-                },
-            )
+            self._server(person, at, "track", event="Loyalty Points Earned",
+                         properties={"points": earned, "balance": points})  # fmt: skip
+            self._server(person, at + timedelta(seconds=1), "identify", traits={"loyalty_points": points})
 
 
 def batches(messages: list[DemoMessage], *, now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
