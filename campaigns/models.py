@@ -110,6 +110,18 @@ class Campaign(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     launched_at = models.DateTimeField(null=True, blank=True)
 
+    # The scheduler's bookkeeping for scheduled campaigns, set by ``campaign_launch`` and advanced by
+    # the tick after each occurrence starts (occurrences are fields here, never broker ETAs).
+    next_occurrence_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The next occurrence's scheduled time (for local and best time: the wall time, read as UTC).",
+    )
+    next_run_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the tick starts the next occurrence."
+    )
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -189,6 +201,9 @@ class Delivery(models.Model):
         max_length=255, blank=True, default="", help_text="The trigger's property value exceptions must match."
     )
     dispatch_ids = ArrayField(models.UUIDField(), default=list, blank=True)
+    # The channels this delivery sent on (stamped with ``sent_at`` when the sender passes the
+    # frequency caps, before calling the provider): what the caps count.
+    sent_channels = ArrayField(models.CharField(max_length=16), default=list, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -209,6 +224,10 @@ class Delivery(models.Model):
             models.Index(fields=["profile", "campaign"], name="delivery_profile_campaign_idx"),
             # Progress counts per campaign and status.
             models.Index(fields=["campaign", "status"], name="delivery_campaign_status_idx"),
+            # Frequency caps: a person's sends in a window.
+            models.Index(fields=["profile", "sent_at"], condition=Q(sent_at__isnull=False), name="delivery_sent_idx"),
+            # The sender's sweep: claims older than the timeout (a worker died, an enqueue was lost).
+            models.Index(fields=["claimed_at"], condition=Q(status="sending"), name="delivery_sending_idx"),
         ]
 
     def __str__(self) -> str:
@@ -264,6 +283,21 @@ class QuietHours(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.start}-{self.end}"
+
+
+class RateLimitWindow(models.Model):
+    """How many messages a rate-limited campaign sent in one minute; the sender reserves slots here
+    with one upsert (``count = count + n``), so concurrent workers share the limit."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "minute"], name="rate_window_unique_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} at {self.minute:%H:%M}: {self.count}"
 
 
 class ApiTriggerRequest(models.Model):
