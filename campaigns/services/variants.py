@@ -4,6 +4,10 @@ Deterministic per (campaign, person): the same person lands in the same variant 
 qualify again, and in the control group for good if they were there once, without storing any
 assignment. The split is over 10,000 buckets drawn from a hash of both ids, so it does not
 correlate with the profile's own random bucket (which marketers use for holdouts of their own).
+
+The hash is MD5 (not for security: for its being built into PostgreSQL too), so a launch can assign
+variants inside its one ``INSERT ... SELECT`` with ``assignment_bucket_sql`` and land every person
+exactly where ``assign_variant`` would.
 """
 
 from __future__ import annotations
@@ -23,8 +27,19 @@ class Split:
 
 
 def assignment_bucket(campaign_id: int, profile_id: int) -> int:
-    digest = hashlib.blake2b(f"{campaign_id}:{profile_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % BUCKETS
+    # The first 15 hex digits (60 bits) stay positive in a PostgreSQL bigint; see assignment_bucket_sql.
+    digest = hashlib.md5(f"{campaign_id}:{profile_id}".encode(), usedforsecurity=False).hexdigest()
+    return int(digest[:15], 16) % BUCKETS
+
+
+def assignment_bucket_sql(campaign_id: str, profile_id: str) -> str:
+    """``assignment_bucket`` as a SQL expression over two SQL expressions (column names or
+    placeholders, never user input)."""
+    # mod() rather than %: the expression goes into queries with %s placeholders.
+    return (
+        f"mod(('x' || substr(md5(({campaign_id})::text || ':' || ({profile_id})::text), 1, 15))::bit(60)::bigint,"
+        f" {BUCKETS})"
+    )
 
 
 def assign_variant(*, campaign_id: int, profile_id: int, control_percent: int, variants: Sequence[Split]) -> str:
