@@ -316,3 +316,43 @@ class ApiTriggerRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}:{self.idempotency_key}"
+
+
+class SegmentEntryMember(models.Model):
+    """Who was in a segment-entry trigger's segment when last looked at, per campaign.
+
+    A person *enters* when they are in the segment now and have no row here; their row is removed
+    when they are found outside it again. The rows start from a snapshot of the members taken the
+    first time the campaign runs (``SegmentEntryBaseline``), so people already in the segment at
+    launch do not count as entering.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Covered by the unique index below (campaign, segment, profile) for lookups; merges re-point by profile.
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    since = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "segment", "profile"], name="segment_entry_member_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}/{self.segment_id}: {self.profile_id}"
+
+
+class SegmentEntryBaseline(models.Model):
+    """When the members of a segment-entry trigger's segment were first snapshotted for a campaign."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "segment"], name="segment_entry_baseline_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}/{self.segment_id} at {self.taken_at}"
