@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class ChannelsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "channels"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from .signals import anymail_tracking_received
+
+        tracking.connect(anymail_tracking_received, dispatch_uid="channels.anymail_tracking")
