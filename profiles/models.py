@@ -213,6 +213,9 @@ class Profile(models.Model):
             # Admin and API search by contact data.
             models.Index(fields=["workspace", "email"], name="profile_email_idx"),
             models.Index(fields=["workspace", "phone"], name="profile_phone_idx"),
+            # A workspace's profiles in id order (API cursor pages, admin lists); ids never change,
+            # so this costs the intake's updates nothing.
+            models.Index(fields=["workspace", "id"], name="profile_workspace_id_idx"),
         ]
 
     def __str__(self) -> str:

@@ -251,6 +251,9 @@ def _store(app: App, messages: list[Message], received_at: datetime, result: Ing
     anonymous_ids = {m.anonymous_id for m in messages if m.anonymous_id}
     previous_ids = {m.previous_id for m in messages if m.previous_id}
 
+    # Locks first: a person being erased right now holds them, so their suppression is visible by
+    # the time this batch checks for it and a late event cannot bring them back.
+    lock_identities(workspace_id, external_ids=external_ids | previous_ids, anonymous_ids=anonymous_ids | previous_ids)
     blocked_external: set[str] = set()
     blocked_anonymous: set[str] = set()
     # Most workspaces have deleted nobody; hashing every identifier is only worth it when some did.
@@ -274,7 +277,6 @@ def _store(app: App, messages: list[Message], received_at: datetime, result: Ing
         if not messages:
             return
 
-    lock_identities(workspace_id, external_ids=external_ids | previous_ids, anonymous_ids=anonymous_ids | previous_ids)
     with connection.cursor() as cursor:
         profiles, anon_map = load_profiles(
             cursor,
