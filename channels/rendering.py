@@ -35,7 +35,7 @@ from liquid.token import TOKEN_EXPRESSION, TOKEN_TAG
 
 from profiles.models import Profile
 
-from .content import content_validate, map_liquid_fields
+from .content import content_check_rendered, content_validate, map_liquid_fields
 from .models import Channel
 from .services.preferences import preferences_url, unsubscribe_url
 
@@ -345,3 +345,55 @@ def validate_template(channel: str, template: Any) -> list[tuple[str, str]]:
 
     map_liquid_fields(channel, template, check)
     return errors
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A message rendered for one real person, for a marketer to look at before sending.
+
+    ``aborted`` is the reason the template cancelled the message for this person. ``errors`` are
+    ``(field, message)`` pairs: the template does not parse or a field fails for this person (then
+    there is no ``content``), or the rendered ``content`` breaks a channel rule, such as an empty
+    required field or a card over 2 KB (then both are set, so the marketer sees what went wrong).
+    """
+
+    content: dict[str, Any] | None = None
+    aborted: str | None = None
+    errors: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.content is not None and not self.errors
+
+
+def preview_content(
+    *,
+    channel: str,
+    template: Any,
+    profile: Profile,
+    event_properties: Mapping[str, Any] | None = None,
+    api_trigger_properties: Mapping[str, Any] | None = None,
+    campaign: Mapping[str, Any] | None = None,
+) -> Preview:
+    """Validate ``template`` and render it for ``profile`` as a send would (same variables, same
+    links, same checks on the result). Nothing is sent or stored."""
+    errors = validate_template(channel, template)
+    if errors:
+        return Preview(errors=tuple(errors))
+    result = render_content(
+        channel=channel,
+        template=template,
+        profile=profile,
+        event_properties=event_properties,
+        api_trigger_properties=api_trigger_properties,
+        campaign=campaign,
+    )
+    if isinstance(result, Aborted):
+        return Preview(aborted=result.reason)
+    if isinstance(result, RenderFailed):
+        return Preview(errors=((result.field, result.message),))
+    problems = content_check_rendered(channel=channel, content=result)
+    return Preview(content=result, errors=tuple(problems))

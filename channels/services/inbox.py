@@ -184,3 +184,11 @@ def push_opened_record(*, profile_id: int, dispatch_id: str, at: datetime | None
     return dispatch_engagement_record(
         dispatch=dispatch, name=MESSAGE_OPENED, dedupe_key=f"push:{dispatch.pk}:opened", timestamp=at
     )
+
+
+def inbox_items_remove(*, item_ids: list[int]) -> int:
+    """Take items out of their people's inboxes (a marketer stopping a card); return how many were
+    live. Apps stop showing them on their next fetch."""
+    return InboxItem.objects.filter(pk__in=item_ids, status=InboxItem.Status.LIVE).update(
+        status=InboxItem.Status.REMOVED
+    )

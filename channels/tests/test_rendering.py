@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from channels.rendering import Aborted, RenderFailed, preprocess, render_content, validate_template
+from channels.rendering import Aborted, RenderFailed, preprocess, preview_content, render_content, validate_template
 from profiles.models import Profile, Workspace
 from profiles.tests.factories import ProfileFactory
 
@@ -200,3 +200,27 @@ def test_validate_template_accepts_good_templates_and_checks_structure() -> None
     assert validate_template("fax", {}) == [
         ("channel", "must be one of email, push, webpush, sms, webhook, in_app, content_card")
     ]
+
+
+def test_preview_renders_for_the_person_and_checks_the_result(jane: Profile) -> None:
+    preview = preview_content(
+        channel="push",
+        template={"title": "Hi {{ first_name }}", "body": "Your {{ event_properties.product }}"},
+        profile=jane,
+        event_properties={"product": "hat"},
+    )
+    assert preview.ok
+    assert preview.content == {"title": "Hi Jane", "body": "Your hat"}
+
+
+def test_preview_reports_template_errors_aborts_and_rule_breaks(jane: Profile) -> None:
+    assert preview_content(channel="sms", template={"body": "{% if %}"}, profile=jane).errors == (
+        ("body", "missing expression (line 1)"),
+    )
+    aborted = preview_content(channel="sms", template={"body": "{% abort_message 'nope' %}"}, profile=jane)
+    assert aborted.aborted == "nope" and aborted.content is None
+    # Renders, but the result is empty where the channel needs a value.
+    empty = preview_content(channel="sms", template={"body": "{{ custom_attributes.missing }}"}, profile=jane)
+    assert not empty.ok
+    assert empty.content == {"body": ""}
+    assert empty.errors == (("body", "is required"),)

@@ -1,0 +1,1 @@
+from . import admin_inbox  # noqa: F401
