@@ -233,8 +233,8 @@ class Compiler:
             if op == "exists":
                 return q("{} IS NOT NULL", expr)
             if op == "between":
-                return _ordering(q("segments_semver_key({})", expr), op, (list(value[0]), list(value[1])), "::int[]")
-            return _ordering(q("segments_semver_key({})", expr), op, list(value), "::int[]")
+                return _ordering(q("segments_semver_key({})", expr), op, (list(value[0]), list(value[1])), "::bigint[]")
+            return _ordering(q("segments_semver_key({})", expr), op, list(value), "::bigint[]")
         elif kind == "array":
             if op == "exists":
                 return q("jsonb_array_length({}) > 0", expr)

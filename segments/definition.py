@@ -105,14 +105,14 @@ CUSTOM_TYPES: dict[str, Kind] = {
 }
 
 _SEMVER_RE = re.compile(
-    r"[vV]?([0-9]{1,9})(?:\.([0-9]{1,9}))?(?:\.([0-9]{1,9}))?(?:\.([0-9]{1,9}))?(-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
+    r"[vV]?([0-9]{1,18})(?:\.([0-9]{1,18}))?(?:\.([0-9]{1,18}))?(?:\.([0-9]{1,18}))?(-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
 )
 
 
 def semver_key(version: str) -> tuple[int, int, int, int, int] | None:
     """``1.10.0`` -> (1, 10, 0, 0, 1): major, minor, patch, build, then 0 for a pre-release (so
     ``1.0.0-beta`` < ``1.0.0``). None when it is not a version. The SQL function
-    ``segments_semver_key`` (migration 0002) computes the same key from the profile column."""
+    ``segments_semver_key`` (migration 0003) computes the same key from the profile column."""
     match = _SEMVER_RE.fullmatch(version)
     if match is None:
         return None

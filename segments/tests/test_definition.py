@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from segments.definition import (
     CONDITION_TYPES,
@@ -130,3 +131,16 @@ def test_semver_key_orders_versions() -> None:
     assert semver_key("1.2.3.4+build.7") == (1, 2, 3, 4, 1)
     assert semver_key("nightly") is None
     assert semver_key("1.2 ") is None
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["1.10.0", "1.9.2", "v2", "V2.1", "2.0.0-beta.1", "1.0.0+build-7", "1.0.0-rc.1+b", "1.2.3.4", "1.2.3.4.5", "01.2",
+     "", ".1", "1.", "1..2", "nightly", "1.2 ", "123456789012345678", "1234567890123456789", "v123456789012345678.1"],
+)  # fmt: skip
+def test_the_sql_semver_key_matches_the_python_one(db: None, version: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT segments_semver_key(%s)", [version])
+        (sql_key,) = cursor.fetchone()
+    python_key = semver_key(version)
+    assert (tuple(sql_key) if sql_key is not None else None) == python_key
