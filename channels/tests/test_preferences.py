@@ -119,7 +119,12 @@ def test_a_link_follows_the_profile_it_was_merged_into(jane: Profile, workspace:
     old = ProfileFactory(workspace=workspace)
     url = _path(unsubscribe_url(old))
     ProfileMerge.objects.create(
-        workspace=workspace, into_profile=jane, merged_profile_id=old.pk, merged_snapshot={}, reason="identify", actor="t"
+        workspace=workspace,
+        into_profile=jane,
+        merged_profile_id=old.pk,
+        merged_snapshot={},
+        reason="identify",
+        actor="t",
     )
     old.delete()
     assert Client().post(url, {"List-Unsubscribe": "One-Click"}).status_code == 200
