@@ -188,6 +188,8 @@ def start_postgres(sup: Supervisor, layout: Layout, *, for_tests: bool = False) 
     """Start PostgreSQL on ``layout`` (creating the cluster and the ``engage`` database the first
     time) and return once it accepts connections."""
     run_as = postgres_run_as()
+    if run_as is not None:
+        _make_reachable(postgres_bin_dir())  # e.g. a checkout under a 0700 home directory
     layout.log_dir.mkdir(parents=True, exist_ok=True)
     _prepare_dir(layout.socket_dir, run_as=run_as, mode=0o755 if run_as else 0o700)
     if not (layout.pgdata / "PG_VERSION").exists():
