@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection
+import pytest
+from django.db import connection, transaction
 
 from profiles.models import Event, Profile, Workspace
+from profiles.tests.factories import WorkspaceFactory
 from segments.models import EventDailyCount
 from segments.tests.conftest import NOW, make_profile, track, track_many
 
@@ -126,4 +130,36 @@ def test_deleting_a_profile_removes_its_rollup(workspace: Workspace) -> None:
     ann.delete()
     assert not EventDailyCount.objects.filter(profile_id=ann_id).exists()
     assert list(EventDailyCount.objects.values_list("profile_id", flat=True)) == [bob.pk]
+    assert_rollup_is_exact()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_intake_statements_neither_deadlock_nor_lose_counts() -> None:
+    workspace = WorkspaceFactory()
+    profiles = [make_profile(workspace, f"p{n}").pk for n in range(10)]
+    insert = """
+        INSERT INTO profiles_event (workspace_id, profile_id, type, name, properties, context, message_id,
+                                    "timestamp", received_at)
+        SELECT %s, p, 'track', n, '{}', '{}', m, %s, %s
+          FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS x(p, n, m)
+        ON CONFLICT (workspace_id, message_id) DO NOTHING
+    """
+
+    def client(number: int) -> None:
+        generator = random.Random(number)
+        try:
+            for batch in range(15):
+                people = [generator.choice(profiles) for _ in range(100)]
+                names = [generator.choice(["Opened", "Viewed", "Bought"]) for _ in people]
+                ids = [f"c{number}-b{batch}-{index}" for index in range(100)]
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(insert, [workspace.pk, NOW, NOW, people, names, ids])
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(client, number) for number in range(4)]:
+            future.result()  # re-raises a deadlock, if any
+
+    assert Event.objects.filter(workspace=workspace).count() == 4 * 15 * 100
     assert_rollup_is_exact()
