@@ -8,6 +8,9 @@ class ChannelsConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
-        from .signals import anymail_tracking_received
+        from profiles.signals import profile_merged
+
+        from .signals import anymail_tracking_received, profile_merged_received
 
         tracking.connect(anymail_tracking_received, dispatch_uid="channels.anymail_tracking")
+        profile_merged.connect(profile_merged_received, dispatch_uid="channels.profile_merged")

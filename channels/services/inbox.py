@@ -192,3 +192,15 @@ def inbox_items_remove(*, item_ids: list[int]) -> int:
     return InboxItem.objects.filter(pk__in=item_ids, status=InboxItem.Status.LIVE).update(
         status=InboxItem.Status.REMOVED
     )
+
+
+def channels_profile_merged(*, workspace_id: int, source_id: int, target_id: int) -> None:
+    """A merged person's dispatches and inbox move to the surviving profile (called inside the
+    merge transaction, before the merged profile is deleted, which would otherwise cascade to
+    them): their send history, pending sends and cards stay with the person. Two set-based updates;
+    then the surviving inbox is brought back under the card limit. Repeating it finds nothing."""
+    Dispatch.objects.filter(profile_id=source_id).update(profile_id=target_id)
+    moved = InboxItem.objects.filter(profile_id=source_id).update(profile_id=target_id)
+    if moved:
+        _lock_profile_inbox(workspace_id, target_id)
+        _expire_cards_over_limit(profile_id=target_id, now=timezone.now())

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from channels.models import Channel, InboxItem
 from channels.services.inbox import MAX_LIVE_CARDS, inbox_event_record, inbox_fetch, push_opened_record
 from profiles.models import Event, Profile, Workspace
+from profiles.services.identity import profile_merge
 from profiles.tests.factories import ProfileFactory
 
 from .inbox_helpers import inbox_dispatch, send_card, send_in_app
@@ -136,3 +137,14 @@ def test_push_opened_is_recorded_once_for_the_persons_push(jane: Profile, worksp
     other = ProfileFactory(workspace=workspace)
     with pytest.raises(push.DoesNotExist):
         push_opened_record(profile_id=other.pk, dispatch_id=str(push.pk))
+
+
+def test_a_merged_persons_inbox_and_sends_move_to_the_surviving_profile(workspace: Workspace, jane: Profile) -> None:
+    anonymous = ProfileFactory(workspace=workspace, external_id=None)
+    card = send_card(anonymous)
+    push = inbox_dispatch(anonymous, Channel.PUSH, {"body": "Hi"})
+    profile_merge(source=anonymous, target=jane, reason="api", actor="test")
+    card.refresh_from_db()
+    push.refresh_from_db()
+    assert card.profile_id == jane.pk and push.profile_id == jane.pk
+    assert [c.pk for c in inbox_fetch(profile_id=jane.pk)[1]] == [card.pk]
