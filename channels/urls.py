@@ -1,6 +1,6 @@
 from django.urls import URLPattern, URLResolver, path
 
-from .api import client, tracking
+from .api import client, tracking, twilio
 
 urlpatterns: list[URLPattern | URLResolver] = [
     # Hosted pages reached from messages by a signed link (no login).
@@ -10,4 +10,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/inbox", client.InboxView.as_view(), name="client-inbox"),
     path("v1/inbox/events", client.InboxEventView.as_view(), name="client-inbox-events"),
     path("v1/push/opened", client.PushOpenedView.as_view(), name="client-push-opened"),
+    # Twilio's webhooks, authenticated by X-Twilio-Signature.
+    path("channels/twilio/status", twilio.status_callback, name="channels-twilio-status"),
+    path("channels/twilio/inbound", twilio.inbound, name="channels-twilio-inbound"),
 ]

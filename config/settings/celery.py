@@ -24,3 +24,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Channels: how often a dispatch is tried before it is recorded as failed, when the outbox sweep
+# re-enqueues a pending dispatch whose enqueue was lost, and when a dispatch stuck "sending" (its
+# worker died mid-call) is given up as "outcome unknown" (longer than any task's time limit).
+CHANNELS_DISPATCH_MAX_ATTEMPTS = env_int("CHANNELS_DISPATCH_MAX_ATTEMPTS", 6, minimum=1)
+CHANNELS_SWEEP_PENDING_AFTER = env_int("CHANNELS_SWEEP_PENDING_AFTER", 300, minimum=30)
+CHANNELS_CLAIM_TIMEOUT = env_int("CHANNELS_CLAIM_TIMEOUT", 900, minimum=CELERY_TASK_TIME_LIMIT + 60)
+CHANNELS_SWEEP_BATCH = env_int("CHANNELS_SWEEP_BATCH", 1000, minimum=1)
+
+# Installed into django-celery-beat's tables by the DatabaseScheduler at start-up.
+CELERY_BEAT_SCHEDULE = {
+    "channels-dispatch-sweep": {"task": "channels.tasks.dispatch_sweep_task", "schedule": 60.0},
+}
