@@ -1,0 +1,94 @@
+"""What campaigns do when other apps announce something (connected in ``CampaignsConfig.ready``).
+
+- ``events_stored``: enqueue trigger matching for the new events, after commit, off the request
+  path (the intake sends the signal once its transaction has committed). Big batches are split.
+  A workspace with no campaign that reacts to events (none triggered, none with exception or
+  conversion events) enqueues nothing: the check reads the same few-seconds cache as the task.
+- ``profile_merged``: a merged person's deliveries and segment-entry state move to the surviving
+  profile (inside the merge transaction, before the merged row is deleted).
+- Campaign changes clear this process's cache of campaign rules at once (other processes see them
+  within the cache's few seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.dispatch import receiver
+
+from profiles.signals import events_stored, profile_merged
+
+from .models import Campaign, ChannelMessage, Variant
+from .services.triggers import rules_cache_clear, workspace_rules
+from .tasks_triggers import campaign_triggers_task
+
+logger = logging.getLogger(__name__)
+
+# Event ids per task: a big import's batch becomes several tasks that workers share.
+CHUNK = 500
+
+
+@receiver(events_stored, dispatch_uid="campaigns.events_stored")
+def enqueue_trigger_matching(sender: Any, workspace_id: int, event_ids: list[int], **kwargs: Any) -> None:
+    try:
+        if workspace_rules(workspace_id).empty:
+            return
+    except Exception:  # never fail the intake's answer over this: let the task decide
+        logger.exception("could not read the campaign rules of workspace %s", workspace_id)
+    ids = list(event_ids)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        transaction.on_commit(lambda chunk=chunk: _enqueue(workspace_id, chunk))  # type: ignore[misc]
+
+
+def _enqueue(workspace_id: int, event_ids: list[int]) -> None:
+    # The events are stored whatever happens here: a broker outage must not turn the intake's
+    # answer into an error (the SDK would resend events that are already stored). The cost is
+    # that these events trigger nothing; it is logged loudly.
+    try:
+        campaign_triggers_task.delay(workspace_id, event_ids)
+    except Exception:
+        logger.exception(
+            "could not enqueue trigger matching for %d events of workspace %s", len(event_ids), workspace_id
+        )
+
+
+@receiver(profile_merged, dispatch_uid="campaigns.profile_merged")
+def repoint_merged_profile(sender: Any, workspace_id: int, source_id: int, target_id: int, **kwargs: Any) -> None:
+    """Move the merged person's deliveries to the surviving profile. Where both have a delivery of
+    the same campaign, step and occurrence (one send, both profiles), the target's is kept and the
+    source's dropped: the unique key must hold and the person was sent it once."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM campaigns_delivery s USING campaigns_delivery t"
+            " WHERE s.profile_id = %s AND t.profile_id = %s AND t.campaign_id = s.campaign_id"
+            " AND t.step_key = s.step_key AND t.occurrence = s.occurrence",
+            [source_id, target_id],
+        )
+        cursor.execute(
+            "UPDATE campaigns_delivery SET profile_id = %s WHERE profile_id = %s AND workspace_id = %s",
+            [target_id, source_id, workspace_id],
+        )
+        cursor.execute(
+            "DELETE FROM campaigns_segmententrymember s USING campaigns_segmententrymember t"
+            " WHERE s.profile_id = %s AND t.profile_id = %s AND t.campaign_id = s.campaign_id"
+            " AND t.segment_id = s.segment_id",
+            [source_id, target_id],
+        )
+        cursor.execute(
+            "UPDATE campaigns_segmententrymember SET profile_id = %s WHERE profile_id = %s", [target_id, source_id]
+        )
+
+
+def _clear_cache(sender: Any, **kwargs: Any) -> None:
+    rules_cache_clear()
+
+
+for _model in (Campaign, Variant, ChannelMessage):
+    post_save.connect(_clear_cache, sender=_model, dispatch_uid=f"campaigns.rules_cache.save.{_model.__name__}")
+    post_delete.connect(_clear_cache, sender=_model, dispatch_uid=f"campaigns.rules_cache.delete.{_model.__name__}")
+for _through in (Campaign.include_segments.through, Campaign.exclude_segments.through):
+    m2m_changed.connect(_clear_cache, sender=_through, dispatch_uid=f"campaigns.rules_cache.m2m.{_through.__name__}")

@@ -1,0 +1,52 @@
+"""Background work of triggered and API-triggered campaigns. Tasks are thin: ids in, one service.
+
+Imported by ``campaigns.receivers`` (so every process that loads the app registers them, workers
+included); Celery's autodiscovery only looks at ``tasks.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.db import IntegrityError, OperationalError
+
+from .services.api_trigger import api_trigger_segment_run
+from .services.triggers import campaign_events_process
+
+
+@shared_task(
+    acks_late=True,
+    time_limit=120,
+    soft_time_limit=100,
+    autoretry_for=(OperationalError, IntegrityError),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def campaign_triggers_task(workspace_id: int, event_ids: list[int]) -> dict[str, Any]:
+    """Match a batch of stored events against the workspace's campaigns (triggers, segment
+    entries, exception events, conversions).
+
+    Safe to run twice: deliveries are unique per triggering event, cancellations and conversions
+    are conditional updates. Retried on transient database errors (a deadlock, a profile merged
+    away between the event and the insert).
+    """
+    result = campaign_events_process(workspace_id=workspace_id, event_ids=event_ids)
+    return {
+        "events": result.events,
+        "enrolled": result.enrolled,
+        "cancelled": result.cancelled,
+        "converted": result.converted,
+    }
+
+
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=240)
+def api_trigger_segment_task(request_id: int) -> None:
+    """Enrol the next page of an API-triggered send's segment; queue the next page while any remain.
+
+    Resumable and idempotent: the request row keeps the last profile id done, and deliveries are
+    unique per (campaign, person, idempotency key), so a re-run of a page creates nothing twice.
+    """
+    if api_trigger_segment_run(request_id=request_id):
+        api_trigger_segment_task.delay(request_id)
