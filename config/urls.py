@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 urlpatterns = [
     path("", include("profiles.urls")),
     path("", include("channels.urls")),
+    # The campaigns REST API (API-triggered sends), beside profiles' at /api/v1/.
+    path("api/v1/", include("campaigns.api.urls")),
     # ESP tracking webhooks: /anymail/<esp>/tracking/ (authenticated by ANYMAIL["WEBHOOK_SECRET"]).
     path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
