@@ -9,27 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from profiles.engagement import PROP_CAMPAIGN_ID, PROP_CHANNEL, PROP_SEND_ID, PROP_VARIANT
 from profiles.services.engagement import Engagement, engagement_record
 
 from ..models import Dispatch
-
-PROP_DISPATCH_ID = "dispatch_id"
-
-
-def dispatch_engagement_properties(dispatch: Dispatch) -> dict[str, Any]:
-    """campaign_id / variant / send_id from the caller's metadata (campaign_id as a number, which is
-    how segments compare it), the channel, and the dispatch id to trace one message end to end."""
-    metadata = dispatch.metadata if isinstance(dispatch.metadata, dict) else {}
-    properties: dict[str, Any] = {PROP_CHANNEL: dispatch.channel, PROP_DISPATCH_ID: str(dispatch.pk)}
-    campaign_id = metadata.get(PROP_CAMPAIGN_ID)
-    if campaign_id not in (None, ""):
-        text = str(campaign_id)
-        properties[PROP_CAMPAIGN_ID] = int(text) if text.isdigit() else text
-    for key in (PROP_VARIANT, PROP_SEND_ID):
-        if metadata.get(key) not in (None, ""):
-            properties[key] = str(metadata[key])
-    return properties
+from .dispatch import engagement_properties
 
 
 def dispatch_engagement_record(
@@ -42,8 +25,11 @@ def dispatch_engagement_record(
 ) -> bool:
     """Record engagement ``name`` for the dispatch's person, once per ``dedupe_key``; return
     whether it was new."""
-    merged = dispatch_engagement_properties(dispatch)
-    merged.update({key: value for key, value in (properties or {}).items() if value not in (None, "")})
+    # The same properties as the dispatch pipeline's own events ($message_received, $message_bounced):
+    # campaign_id (a number), variant, send_id, channel, dispatch_id. Empty extras are left out.
+    merged = engagement_properties(
+        dispatch, **{key: value for key, value in (properties or {}).items() if value not in (None, "")}
+    )
     ids = engagement_record(
         workspace_id=dispatch.workspace_id,
         engagements=[
