@@ -55,37 +55,61 @@ def exit_cleanly_on_sigterm() -> None:
 # --- database -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Services:
+    """Where the project's backing services are, as the server's environment names them."""
+
+    database_url: str  # the PostgreSQL server (any database on it; benchmarks make their own)
+    broker_url: str  # CELERY_BROKER_URL: work enqueued on the request path really is enqueued
+    cache_url: str  # CACHE_URL: the shared cache (the intake's rate limit counts there)
+    redis_pid: int | None = None  # the Redis started here, if one was (its CPU is the run's too)
+
+    def server_env(self) -> dict[str, str]:
+        return {"CELERY_BROKER_URL": self.broker_url, "CACHE_URL": self.cache_url}
+
+
 @contextlib.contextmanager
-def postgres_server(cli_value: str | None) -> Iterator[str]:
-    """The PostgreSQL server to benchmark against, as a URL: --database-url, else $DATABASE_URL, else
-    the embedded server as ``./run`` runs it (reused if a ``./run`` has it up, else started here with
-    the same settings and stopped on the way out). Only the server is used: each benchmark works in a
-    database of its own there."""
-    url = cli_value or os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
+def backing_services(database_url: str | None) -> Iterator[Services]:
+    """PostgreSQL and Redis as a deployment has them. PostgreSQL: ``database_url`` (--database-url),
+    else $DATABASE_URL, else the embedded server as ``./run`` runs it (reused if a ``./run`` has it
+    up, else started here with the same settings). Redis: $CELERY_BROKER_URL / $CACHE_URL if set,
+    else an embedded Redis of the benchmark's own (under ``.data/bench``), as ``./run`` would start.
+    Whatever is started here is stopped on the way out."""
     sys.path.insert(0, str(BASE_DIR))
-    from scripts.embedded import Layout, postgres_ready, start_postgres
+    from scripts.embedded import Layout, postgres_ready, start_postgres, start_redis
     from scripts.processes import StartupError, Supervisor
 
-    layout = Layout.for_data_dir(Path(os.environ.get("ENGAGE_DATA_DIR") or BASE_DIR / ".data"))
-    embedded = with_database(layout.database_url, "postgres")
-    if postgres_ready(layout):
-        log(f"PostgreSQL: the embedded server of the running ./run ({layout.socket_dir})")
-        yield embedded
-        return
+    data_dir = Path(os.environ.get("ENGAGE_DATA_DIR") or BASE_DIR / ".data")
     with Supervisor() as supervisor:
         # The supervisor's handlers only set a flag its own loops poll; the benchmark's loops do not,
-        # so interrupts go back to raising (and the ``with`` still stops PostgreSQL).
+        # so interrupts go back to raising (and leaving the ``with`` still stops the servers).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         exit_cleanly_on_sigterm()
-        log(f"PostgreSQL: starting the embedded server as ./run does (data in {layout.pgdata})")
         try:
-            start_postgres(supervisor, layout)
+            url = database_url or os.environ.get("DATABASE_URL")
+            if url:
+                log("PostgreSQL: " + re.sub(r":[^:@/]*@", ":***@", url))
+            else:
+                layout = Layout.for_data_dir(data_dir)
+                url = with_database(layout.database_url, "postgres")
+                if postgres_ready(layout):
+                    log(f"PostgreSQL: the embedded server of the running ./run ({layout.socket_dir})")
+                else:
+                    log(f"PostgreSQL: starting the embedded server as ./run does (data in {layout.pgdata})")
+                    start_postgres(supervisor, layout)
+            broker = os.environ.get("CELERY_BROKER_URL")
+            cache = os.environ.get("CACHE_URL")
+            redis_pid = None
+            if not broker or not cache:
+                # A Redis of the benchmark's own: never the queues of a running ./run.
+                redis_layout = Layout.for_data_dir(data_dir / "bench")
+                log(f"Redis: starting an embedded server for the benchmark ({redis_layout.redis_socket})")
+                redis_pid = start_redis(supervisor, redis_layout).pid
+                broker = broker or redis_layout.broker_url
+                cache = cache or redis_layout.cache_url
         except StartupError as error:
-            raise BenchError(f"could not start the embedded PostgreSQL: {error}") from None
-        yield embedded
+            raise BenchError(f"could not start a backing service: {error}") from None
+        yield Services(database_url=url, broker_url=broker, cache_url=cache, redis_pid=redis_pid)
 
 
 def with_database(url: str, name: str) -> str:

@@ -52,6 +52,8 @@ from bench.common import (
     BenchError,
     CpuMeter,
     Gunicorn,
+    Services,
+    backing_services,
     check_loopback,
     database_name,
     django_env,
@@ -63,7 +65,6 @@ from bench.common import (
     own_cpu_seconds,
     percentile,
     postgres_pids,
-    postgres_server,
     print_table,
     recreate_database,
     setup_django,
@@ -912,10 +913,11 @@ def probe_intake(address: tuple[str, int]) -> int:
         conn.close()
 
 
-def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workload: Workload) -> RunReport:
+def run_once(args: argparse.Namespace, services: Services, worker_class: str, workload: Workload) -> RunReport:
+    server_url = services.database_url
     log(f"fresh database {args.db_name}: drop, create, migrate")
     target = prepare_database(server_url, args.db_name)
-    env = django_env(target.url, **dict(args.server_env))
+    env = django_env(target.url, **{**services.server_env(), **dict(args.server_env)})
     if args.rate_limit is not None:
         env["INTAKE_RATE_LIMIT_PER_SECOND"] = str(args.rate_limit)
     threads = args.threads if worker_class == "gthread" else 1
@@ -960,6 +962,7 @@ def run_once(args: argparse.Namespace, server_url: str, worker_class: str, workl
             return {
                 "gunicorn workers": [server.master_pid(), *server.worker_pids()],
                 **postgres_pids(meter_conn, database_name(target.url)),
+                "redis (broker, cache)": [services.redis_pid] if services.redis_pid else [],
             }
 
         meter_conn = psycopg.connect(target.url, autocommit=True)
@@ -1102,11 +1105,14 @@ def print_report(report: RunReport) -> None:
         rows.append(("machine busy", f"{busy:.1f}", f"{busy / wall_for_cpu:.2f} of {report.machine_cpus}", "100%", ""))
         print_table("Where the CPU went", rows, headers=("process group", "cpu s", "cores", "share", "µs/event"))
         if report.stored_events:
-            server_cpu = sum(v for k, v in report.cpu_seconds.items() if k.startswith(("gunicorn", "postgres")))
+            server_cpu = sum(
+                v for k, v in report.cpu_seconds.items() if k.startswith(("gunicorn", "postgres", "redis"))
+            )
             per_event = server_cpu / report.stored_events
+            ceiling = report.machine_cpus / per_event
             print(
-                f"server + PostgreSQL: {1e6 * per_event:.0f} µs of CPU per event; with all {report.machine_cpus} "
-                f"cores to themselves that is a ceiling of ~{report.machine_cpus / per_event:,.0f} events/s"
+                f"server (gunicorn, PostgreSQL, Redis): {1e6 * per_event:.0f} µs of CPU per event; with all "
+                f"{report.machine_cpus} cores to themselves: a ceiling of ~{ceiling:,.0f} events/s"
             )
         other_cores = max(0.0, busy - ours) / wall_for_cpu
         if other_cores > 0.2:
@@ -1288,7 +1294,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, server_url: str) -> int:
+def run(args: argparse.Namespace, services: Services) -> int:
+    server_url = services.database_url
     log(f"generating {args.distinct_batches} batches of {args.batch_size} events (seed {args.seed})")
     workload = make_workload(
         seed=args.seed,
@@ -1306,7 +1313,7 @@ def run(args: argparse.Namespace, server_url: str) -> int:
         return 0
     reports = []
     for worker_class in args.worker_classes:
-        report = run_once(args, server_url, worker_class, workload)
+        report = run_once(args, services, worker_class, workload)
         print_report(report)
         reports.append(report)
     if len(reports) > 1:
@@ -1335,9 +1342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     exit_cleanly_on_sigterm()
     try:
-        with postgres_server(args.database_url) as server_url:
-            check_loopback(server_url)
-            return run(args, server_url)
+        with backing_services(args.database_url) as services:
+            check_loopback(services.database_url)
+            return run(args, services)
     except BenchError as exc:
         print(f"bench.ingest: {exc}", file=sys.stderr)
         return 2
