@@ -4,8 +4,8 @@
   path (the intake sends the signal once its transaction has committed). Big batches are split.
   A workspace with no campaign that reacts to events (none triggered, none with exception or
   conversion events) enqueues nothing: the check reads the same few-seconds cache as the task.
-- ``profile_merged``: a merged person's deliveries and segment-entry state move to the surviving
-  profile (inside the merge transaction, before the merged row is deleted).
+- ``profile_merged``: a merged person's segment-entry state moves to the surviving profile (inside
+  the merge transaction, before the merged row is deleted; ``campaigns.signals`` moves deliveries).
 - Campaign changes clear this process's cache of campaign rules at once (other processes see them
   within the cache's few seconds).
 """
@@ -56,22 +56,11 @@ def _enqueue(workspace_id: int, event_ids: list[int]) -> None:
         )
 
 
-@receiver(profile_merged, dispatch_uid="campaigns.profile_merged")
-def repoint_merged_profile(sender: Any, workspace_id: int, source_id: int, target_id: int, **kwargs: Any) -> None:
-    """Move the merged person's deliveries to the surviving profile. Where both have a delivery of
-    the same campaign, step and occurrence (one send, both profiles), the target's is kept and the
-    source's dropped: the unique key must hold and the person was sent it once."""
+@receiver(profile_merged, dispatch_uid="campaigns.receivers.segment_entry_repoint")
+def segment_entry_repoint(sender: Any, workspace_id: int, source_id: int, target_id: int, **kwargs: Any) -> None:
+    """Move the merged person's segment-entry state to the surviving profile (their deliveries are
+    moved by ``campaigns.signals``). Where both were recorded in a segment, the target's row stays."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM campaigns_delivery s USING campaigns_delivery t"
-            " WHERE s.profile_id = %s AND t.profile_id = %s AND t.campaign_id = s.campaign_id"
-            " AND t.step_key = s.step_key AND t.occurrence = s.occurrence",
-            [source_id, target_id],
-        )
-        cursor.execute(
-            "UPDATE campaigns_delivery SET profile_id = %s WHERE profile_id = %s AND workspace_id = %s",
-            [target_id, source_id, workspace_id],
-        )
         cursor.execute(
             "DELETE FROM campaigns_segmententrymember s USING campaigns_segmententrymember t"
             " WHERE s.profile_id = %s AND t.profile_id = %s AND t.campaign_id = s.campaign_id"
