@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
@@ -579,6 +580,8 @@ class Command(BaseCommand):
         username, password = self._ensure_admin(password_file)
         workspace, apps = self._ensure_workspace(username)
         self._load(workspace, apps, people=options["people"])
+        # The example campaigns (campaigns app), after the data: the demo's history triggers none.
+        call_command("seed_demo_campaigns", workspace=workspace.slug, stdout=self.stdout)
         summary = {
             "username": username,
             "password": password,
