@@ -24,7 +24,9 @@ MAX_PAGE = 10_000
 _SET_QUERY_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 
-def _fetch(sql: Sql) -> list[tuple[Any, ...]]:
+def run_set_query(sql: Sql) -> list[tuple[Any, ...]]:
+    """Run a query built on ``members_query`` / ``compile_where(mode="set")`` over a whole workspace
+    with the settings such queries need (see above), and return its rows."""
     with transaction.atomic(), connection.cursor() as cursor:
         for setting in _SET_QUERY_SETTINGS:
             cursor.execute(setting)
@@ -34,7 +36,7 @@ def _fetch(sql: Sql) -> list[tuple[Any, ...]]:
 
 def segment_size(*, segment: Segment, now: datetime | None = None) -> int:
     """How many profiles are in the segment now: one counting query."""
-    rows = _fetch(q("SELECT count(*) FROM ({}) AS members", members_query(segment, now=now)))
+    rows = run_set_query(q("SELECT count(*) FROM ({}) AS members", members_query(segment, now=now)))
     return int(rows[0][0])
 
 
@@ -50,7 +52,7 @@ def segment_members(
         after_id or 0,
         limit,
     )
-    return [row[0] for row in _fetch(sql)]
+    return [row[0] for row in run_set_query(sql)]
 
 
 def segment_profiles(*, segment: Segment, now: datetime | None = None) -> QuerySet[Profile]:
