@@ -30,6 +30,13 @@ MESSAGE_CLICKED = "$message_clicked"
 MESSAGE_BOUNCED = "$message_bounced"
 # Converted: performed the campaign's conversion event within its window.
 MESSAGE_CONVERTED = "$message_converted"
+# Marked the message as spam at the mailbox provider.
+MESSAGE_COMPLAINED = "$message_complained"
+# Dismissed a content card (or an in-app message) in the app.
+MESSAGE_DISMISSED = "$message_dismissed"
+# Unsubscribed from a channel: a hosted unsubscribe link or preferences page, or the ESP's report.
+# Properties: channel, and the campaign properties when it came through a message.
+UNSUBSCRIBED = "$unsubscribed"
 # Held out of a send as part of the campaign's control group (nothing was sent).
 CONTROL_GROUP_ENROLLED = "$control_group_enrolled"
 
@@ -41,6 +48,9 @@ ENGAGEMENT_EVENTS: dict[str, str] = {
     "clicked": MESSAGE_CLICKED,
     "bounced": MESSAGE_BOUNCED,
     "converted": MESSAGE_CONVERTED,
+    "complained": MESSAGE_COMPLAINED,
+    "dismissed": MESSAGE_DISMISSED,
+    "unsubscribed": UNSUBSCRIBED,
 }
 
 # Properties every engagement event carries.

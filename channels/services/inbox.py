@@ -17,7 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from profiles.engagement import MESSAGE_CLICKED, MESSAGE_OPENED
+from profiles.engagement import MESSAGE_CLICKED, MESSAGE_DISMISSED, MESSAGE_OPENED
 from profiles.services.locks import identity_lock_key
 
 from ..content import SESSION_START_TRIGGER, inbox_expires_at, inbox_priority
@@ -145,6 +145,10 @@ def inbox_event_record(
         changed = InboxItem.objects.filter(pk=item.pk, status=InboxItem.Status.LIVE).update(
             status=InboxItem.Status.DISMISSED, dismissed_at=now
         )
+        if changed:
+            dispatch_engagement_record(
+                dispatch=dispatch, name=MESSAGE_DISMISSED, dedupe_key=f"inbox:{item.pk}:dismiss", timestamp=now
+            )
         item.refresh_from_db()
         return InboxEventOutcome(item=item, recorded=changed == 1)
     if event_type == InboxEventType.IMPRESSION:

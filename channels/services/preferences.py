@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -25,7 +26,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from profiles.engagement import UNSUBSCRIBED
 from profiles.models import CHANNELS_WITH_SUBSCRIPTION, Profile, ProfileMerge, SubscriptionState
+from profiles.services.engagement import Engagement, engagement_record
 from profiles.services.subscriptions import profile_set_subscription
 
 UNSUBSCRIBE_SALT = "channels.hosted.unsubscribe"
@@ -108,10 +111,38 @@ def preferences_link_resolve(token: str) -> Profile | None:
     return None if target is None else target.profile
 
 
-def profile_unsubscribe(*, profile_id: int, channel: str) -> bool:
+def profile_unsubscribe(*, profile_id: int, channel: str, record: bool = True) -> bool:
     """Unsubscribe a person from ``channel`` (an unsubscribe link, an ESP's unsubscribe report);
-    return whether it changed. Repeating it changes nothing."""
-    return profile_set_subscription(profile_id=profile_id, channel=channel, state=SubscriptionState.UNSUBSCRIBED)
+    return whether it changed. Repeating it changes nothing.
+
+    ``record`` puts an ``$unsubscribed`` event on the timeline when the state changed; callers that
+    record their own event (with the message's campaign) or whose cause is not the person's wish
+    (a hard bounce, a spam complaint) pass False."""
+    now = timezone.now()
+    changed = profile_set_subscription(
+        profile_id=profile_id, channel=channel, state=SubscriptionState.UNSUBSCRIBED, at=now
+    )
+    if changed and record:
+        _record_unsubscribe(profile_id=profile_id, channel=channel, at=now)
+    return changed
+
+
+def _record_unsubscribe(*, profile_id: int, channel: str, at: datetime) -> None:
+    # On the timeline and countable by segments and reports; one event per actual change.
+    workspace_id = Profile.objects.filter(pk=profile_id).values_list("workspace_id", flat=True).first()
+    if workspace_id is not None:
+        engagement_record(
+            workspace_id=workspace_id,
+            engagements=[
+                Engagement(
+                    profile_id=profile_id,
+                    name=UNSUBSCRIBED,
+                    dedupe_key=f"{profile_id}:{channel}:{at.isoformat()}",
+                    properties={"channel": channel},
+                    timestamp=at,
+                )
+            ],
+        )
 
 
 def profile_preferences_set(*, profile: Profile, wanted: Mapping[str, bool]) -> list[str]:
@@ -136,4 +167,6 @@ def profile_preferences_set(*, profile: Profile, wanted: Mapping[str, bool]) -> 
             state = SubscriptionState.OPTED_IN if on else SubscriptionState.UNSUBSCRIBED
             if profile_set_subscription(profile_id=profile.pk, channel=channel, state=state, at=now):
                 changed.append(channel)
+                if not on:
+                    _record_unsubscribe(profile_id=profile.pk, channel=channel, at=now)
     return changed

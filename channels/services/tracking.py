@@ -39,7 +39,14 @@ from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from django.db import transaction
 from django.utils import timezone
 
-from profiles.engagement import MESSAGE_BOUNCED, MESSAGE_CLICKED, MESSAGE_DELIVERED, MESSAGE_OPENED
+from profiles.engagement import (
+    MESSAGE_BOUNCED,
+    MESSAGE_CLICKED,
+    MESSAGE_COMPLAINED,
+    MESSAGE_DELIVERED,
+    MESSAGE_OPENED,
+    UNSUBSCRIBED,
+)
 from profiles.models import Profile
 
 from ..models import Channel, Dispatch, DispatchStatus, ProviderEvent, ProviderKind
@@ -228,7 +235,7 @@ def _apply(*, esp_name: str, event: AnymailTrackingEvent, key: str, dispatch: Di
             timestamp=when,
         )
         if event.reject_reason in _SUPPRESSION_REASONS:
-            profile_unsubscribe(profile_id=dispatch.profile_id, channel="email")
+            profile_unsubscribe(profile_id=dispatch.profile_id, channel="email", record=False)
         elif event.reject_reason == RejectReason.INVALID:
             _unsubscribe_if_still_theirs(dispatch, event.recipient)
     elif event_type == EventType.FAILED:
@@ -251,7 +258,13 @@ def _apply(*, esp_name: str, event: AnymailTrackingEvent, key: str, dispatch: Di
         )
     elif event_type in {EventType.COMPLAINED, EventType.UNSUBSCRIBED}:
         # A complaint means "stop": Braze, Gmail and Yahoo all expect no more marketing email.
-        profile_unsubscribe(profile_id=dispatch.profile_id, channel="email")
+        dispatch_engagement_record(
+            dispatch=dispatch,
+            name=MESSAGE_COMPLAINED if event_type == EventType.COMPLAINED else UNSUBSCRIBED,
+            dedupe_key=key,
+            timestamp=when,
+        )
+        profile_unsubscribe(profile_id=dispatch.profile_id, channel="email", record=False)
 
 
 def _mark_failed(dispatch: Dispatch, status: str, *, code: str, event: AnymailTrackingEvent, now: Any) -> None:
@@ -273,4 +286,4 @@ def _unsubscribe_if_still_theirs(dispatch: Dispatch, recipient: str | None) -> N
     address = (recipient or dispatch.address or "").strip().lower()
     current = Profile.objects.filter(pk=dispatch.profile_id).values_list("email", flat=True).first()
     if current is not None and address and current.strip().lower() == address:
-        profile_unsubscribe(profile_id=dispatch.profile_id, channel="email")
+        profile_unsubscribe(profile_id=dispatch.profile_id, channel="email", record=False)

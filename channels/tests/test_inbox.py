@@ -121,6 +121,7 @@ def test_dismissing_a_card_removes_it_but_a_pinned_card_stays(jane: Profile) -> 
         inbox_event_record(profile_id=jane.pk, item_id=pinned.pk, event_type="dismiss")
     assert error.value.message_dict == {"item_id": ["a pinned card cannot be dismissed"]}
     assert [c.pk for c in inbox_fetch(profile_id=jane.pk)[1]] == [pinned.pk]
+    assert jane.events.filter(name="$message_dismissed").count() == 1
 
 
 def test_another_persons_item_is_not_found(jane: Profile, workspace: Workspace) -> None:

@@ -70,6 +70,8 @@ def test_repeating_the_unsubscribe_changes_nothing(jane: Profile) -> None:
     assert client.post(url, {"List-Unsubscribe": "One-Click"}).status_code == 200
     jane.refresh_from_db()
     assert jane.email_subscription_changed_at == first_change
+    # The timeline shows the unsubscribe once, with its channel.
+    assert list(jane.events.filter(name="$unsubscribed").values_list("properties", flat=True)) == [{"channel": "email"}]
 
 
 def test_get_shows_a_confirmation_and_does_not_unsubscribe(jane: Profile) -> None:

@@ -125,6 +125,8 @@ def test_complaints_and_esp_unsubscribes_unsubscribe_the_email(jane: Profile, di
     event = ProviderEvent.objects.get()
     assert event.dispatch == dispatch
     assert event.event_type in {"complained", "unsubscribed"}
+    expected = "$message_complained" if event.event_type == "complained" else "$unsubscribed"
+    assert timeline_names(jane) == [expected]
 
 
 def test_events_without_metadata_find_the_dispatch_by_the_provider_message_id(jane: Profile) -> None:
