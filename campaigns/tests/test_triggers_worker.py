@@ -1,0 +1,104 @@
+"""The trigger path on a real Celery worker: the intake commits, ``events_stored`` enqueues trigger
+matching, the worker enrols and hands the due delivery to the sender, the push reaches a fake FCM.
+Nothing is called directly: what the test checks is what the worker did on its own."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
+from django.test import Client
+
+from campaigns.models import Delivery, DeliveryStatus
+from campaigns.tests.trigger_helpers import action_campaign
+from channels.testing import FakeFcm
+from channels.tests.dispatch_helpers import fake_fcm, fcm_config
+from config.celery import app as celery_app
+from profiles.models import App, Platform, Workspace
+from profiles.tests.factories import AppFactory, WorkspaceFactory
+from profiles.tests.intake_helpers import post_json
+
+__all__ = ["fake_fcm"]
+
+
+class Finished:
+    """The tasks the worker finished, by name; ``wait`` blocks until enough have (or fails)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.changed = threading.Condition()
+
+    def add(self, name: str) -> None:
+        with self.changed:
+            self.names.append(name)
+            self.changed.notify_all()
+
+    def wait(self, name: str, count: int, timeout: float = 30) -> None:
+        def done() -> bool:
+            return sum(1 for task in self.names if task.endswith(name)) >= count
+
+        with self.changed:
+            assert self.changed.wait_for(done, timeout=timeout), f"wanted {count} x {name}: {self.names}"
+
+
+@pytest.fixture
+def worker(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[Finished]:
+    """An embedded worker thread on an in-memory broker."""
+    settings.CAMPAIGN_RULES_CACHE_SECONDS = 0
+    for key, value in {
+        "broker_url": "memory://",
+        "task_always_eager": False,
+        "worker_hijack_root_logger": False,
+    }.items():
+        monkeypatch.setitem(celery_app.conf, key, value)
+    finished = Finished()
+
+    def on_postrun(sender: Any = None, **_: Any) -> None:
+        finished.add(str(getattr(sender, "name", sender)))
+
+    task_postrun.connect(on_postrun, weak=False)
+    try:
+        with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            yield finished
+    finally:
+        task_postrun.disconnect(on_postrun)
+        celery_app.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_posted_to_the_intake_is_pushed_by_the_worker_once(
+    worker: Finished, fake_fcm: FakeFcm, client: Client
+) -> None:
+    workspace = cast(Workspace, WorkspaceFactory())
+    app = cast(App, AppFactory(workspace=workspace, platform=Platform.ANDROID))
+    fcm_config(workspace, fake_fcm)
+    campaign = action_campaign(
+        workspace,
+        triggers=[{"type": "custom_event", "event": "Product Added"}],
+        template={"title": "Nice pick", "body": "{{ event_properties.name }} is in your cart"},
+    )
+    identify = {
+        "type": "identify",
+        "userId": "ada",
+        "messageId": "m-identify",
+        "context": {"device": {"id": "phone-1", "token": "fcm-ada"}},
+    }
+    added = {"type": "track", "userId": "ada", "event": "Product Added", "messageId": "m-added",
+             "properties": {"name": "Red Shoes"}}  # fmt: skip
+    assert post_json(client, "/v1/batch", {"batch": [identify, added]}, app=app).status_code == 200
+    worker.wait("delivery_send_task", 1)
+
+    [delivery] = Delivery.objects.filter(campaign=campaign)
+    assert delivery.status == DeliveryStatus.SENT
+    [push] = fake_fcm.messages
+    assert push["token"] == "fcm-ada"
+    assert push["notification"] == {"title": "Nice pick", "body": "Red Shoes is in your cart"}
+
+    # The SDK resends the batch after a timeout: stored once, so nothing is triggered again.
+    assert post_json(client, "/v1/batch", {"batch": [identify, added]}, app=app).json()["success"] is True
+    assert Delivery.objects.filter(campaign=campaign).count() == 1
+    assert len(fake_fcm.messages) == 1
