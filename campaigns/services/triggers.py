@@ -659,8 +659,10 @@ def hand_off(delivery_ids: list[int]) -> None:
 
 
 def _enqueue_send(task: Any, ids: list[int]) -> None:
+    # The sender's own queue when the deployment gives it one (CAMPAIGNS_SEND_QUEUE), as its sweep does.
+    queue = getattr(settings, "CAMPAIGNS_SEND_QUEUE", None) or None
     try:
-        task.delay(ids)
+        task.apply_async(args=[ids], queue=queue)
     except Exception:  # the broker is down: the sweep sends them, a little later
         logger.exception("could not enqueue the sender for %d due deliveries", len(ids))
 
