@@ -222,7 +222,7 @@ def start_postgres(sup: Supervisor, layout: Layout, *, for_tests: bool = False) 
         stop_timeout=60,
     )
     try:
-        sup.wait_until(lambda: postgres_ready(layout), what="PostgreSQL to accept connections", timeout=90, watch=child)
+        sup.wait_until(lambda: postgres_ready(layout), what="PostgreSQL to accept connections", timeout=90)
     except StartupError as error:
         raise StartupError(f"{error}; end of {log_path}:\n{_tail(log_path)}") from None
     _create_database(layout)
@@ -282,7 +282,7 @@ def start_redis(sup: Supervisor, layout: Layout) -> Child:
         stop_timeout=60,
     )
     try:
-        sup.wait_until(lambda: redis_answers(layout), what="Redis to answer PING", timeout=60, watch=child)
+        sup.wait_until(lambda: redis_answers(layout), what="Redis to answer PING", timeout=60)
     except StartupError as error:
         raise StartupError(f"{error}; end of {log_path}:\n{_tail(log_path)}") from None
     return child

@@ -138,11 +138,11 @@ def command_run() -> int:
                 if code != 0:
                     say(f"manage.py {step[0]} failed (exit {code}); stopping")
                     return 1
-            web = sup.start("web", _gunicorn_argv(port, env), env=env, cwd=BASE_DIR)
+            sup.start("web", _gunicorn_argv(port, env), env=env, cwd=BASE_DIR)
             sup.start("worker", WORKER_ARGV, env=env, cwd=BASE_DIR, stop_timeout=60)
             sup.start("beat", BEAT_ARGV, env=env, cwd=BASE_DIR)
             base_url = f"http://127.0.0.1:{port}"
-            sup.wait_until(lambda: _answers(f"{base_url}/admin/login/"), what="the web server", timeout=120, watch=web)
+            sup.wait_until(lambda: _answers(f"{base_url}/admin/login/"), what="the web server", timeout=120)
             _print_banner(base_url, summary_path)
             return sup.supervise()
         except Stop:

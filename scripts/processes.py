@@ -191,16 +191,17 @@ class Supervisor:
     def first_dead(self) -> Child | None:
         return next((child for child in self.children if child.process.poll() is not None), None)
 
-    def wait_until(self, ready: Callable[[], bool], *, what: str, timeout: float, watch: Child | None = None) -> None:
-        """Poll ``ready`` until it answers True; fail if it takes longer than ``timeout`` seconds,
-        if ``watch`` exits first, or stop if asked to."""
+    def wait_until(self, ready: Callable[[], bool], *, what: str, timeout: float) -> None:
+        """Poll ``ready`` until it answers True; fail if it takes longer than ``timeout`` seconds
+        or if any child exits first; stop if asked to."""
         deadline = time.monotonic() + timeout
         while True:
             self.check()
+            dead = self.first_dead()
+            if dead is not None:
+                raise StartupError(f"{dead.name} exited with code {dead.process.returncode} before {what}")
             if ready():
                 return
-            if watch is not None and watch.process.poll() is not None:
-                raise StartupError(f"{watch.name} exited with code {watch.process.returncode} before {what}")
             if time.monotonic() > deadline:
                 raise StartupError(f"timed out after {timeout:.0f}s waiting for {what}")
             time.sleep(POLL_SECONDS)
