@@ -291,6 +291,7 @@ class Outcome:
 class EnrolResult:
     outcomes: dict[tuple[int, int, str], str] = field(default_factory=dict)
     delivery_ids: list[int] = field(default_factory=list)
+    due_now: list[int] = field(default_factory=list)  # created scheduled and already due
 
     def count(self, outcome: str) -> int:
         return sum(1 for value in self.outcomes.values() if value == outcome)
@@ -484,13 +485,15 @@ def enrol(
     candidates: Sequence[Candidate],
     now: datetime | None = None,
     check_audience: bool = True,
+    enqueue_due: bool = True,
 ) -> EnrolResult:
     """Create the deliveries of these candidates (in the caller's transaction, which must be open).
 
     Set-wise: one query each for the locks, the people's zones, their delivery histories, stored
     exception events, one audience query per campaign, one insert. Idempotent: a candidate whose
-    (campaign, person, occurrence) exists already creates nothing. Due rows are handed to the
-    sender after commit.
+    (campaign, person, occurrence) exists already creates nothing. Rows already due are enqueued
+    for the sender after commit (``enqueue_due``), or left to the caller (``result.due_now``), who
+    may send them itself once committed.
     """
     now = now or timezone.now()
     result = EnrolResult()
@@ -640,9 +643,9 @@ def enrol(
     ]
     if controls:
         engagement_record(workspace_id=workspace_id, engagements=controls)
-    due_now = [row[0] for row in created if row[4] == DeliveryStatus.SCHEDULED and row[5] <= now]
-    if due_now:
-        hand_off(due_now)
+    result.due_now = [row[0] for row in created if row[4] == DeliveryStatus.SCHEDULED and row[5] <= now]
+    if result.due_now and enqueue_due:
+        hand_off(result.due_now)
     return result
 
 
@@ -762,14 +765,18 @@ def _event_candidates(rules: WorkspaceRules, events: Sequence[StoredEvent]) -> l
 class ProcessResult:
     events: int = 0
     enrolled: int = 0
+    due_now: list[int] = field(default_factory=list)
     cancelled: int = 0
     converted: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
-def campaign_events_process(*, workspace_id: int, event_ids: Sequence[int]) -> ProcessResult:
+def campaign_events_process(*, workspace_id: int, event_ids: Sequence[int], enqueue_due: bool = True) -> ProcessResult:
     """Apply one batch of stored events to the workspace's campaigns: triggers, segment entries,
-    exception events, conversions. Idempotent (a retried or duplicated task changes nothing more)."""
+    exception events, conversions. Idempotent (a retried or duplicated task changes nothing more).
+
+    Deliveries due at once are enqueued for the sender after commit, or with ``enqueue_due=False``
+    returned in ``due_now`` for the caller to send (the triggers task does, saving a queue hop)."""
     from .conversions import conversions_record
     from .segment_entry import segment_entry_candidates
 
@@ -786,8 +793,11 @@ def campaign_events_process(*, workspace_id: int, event_ids: Sequence[int]) -> P
     with transaction.atomic():
         candidates = _event_candidates(rules, events)
         candidates += segment_entry_candidates(workspace_id=workspace_id, rules=rules.triggered, events=events, now=now)
-        enrolled = enrol(workspace_id=workspace_id, rules_by_id=rules_by_id, candidates=candidates, now=now)
+        enrolled = enrol(
+            workspace_id=workspace_id, rules_by_id=rules_by_id, candidates=candidates, now=now, enqueue_due=enqueue_due
+        )
         result.enrolled = len(enrolled.delivery_ids)
+        result.due_now = enrolled.due_now
         for outcome in enrolled.outcomes.values():
             result.outcomes[outcome] = result.outcomes.get(outcome, 0) + 1
         # After the inserts: an exception in this batch cancels the triggers that came before it

@@ -1,5 +1,6 @@
 """The trigger path on a real Celery worker: the intake commits, ``events_stored`` enqueues trigger
-matching, the worker enrols and hands the due delivery to the sender, the push reaches a fake FCM.
+matching, the worker enrols and sends the due delivery through the sender, the push reaches a fake
+FCM.
 Nothing is called directly: what the test checks is what the worker did on its own."""
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def test_an_event_posted_to_the_intake_is_pushed_by_the_worker_once(
     added = {"type": "track", "userId": "ada", "event": "Product Added", "messageId": "m-added",
              "properties": {"name": "Red Shoes"}}  # fmt: skip
     assert post_json(client, "/v1/batch", {"batch": [identify, added]}, app=app).status_code == 200
-    worker.wait("delivery_send_task", 1)
+    worker.wait("campaign_triggers_task", 1)  # it matches, enrols, and sends what is due at once
 
     [delivery] = Delivery.objects.filter(campaign=campaign)
     assert delivery.status == DeliveryStatus.SENT
