@@ -7,6 +7,8 @@ urlpatterns = [
     path("", include("channels.urls")),
     # The campaigns REST API (API-triggered sends), beside profiles' at /api/v1/.
     path("api/v1/", include("campaigns.api.urls")),
+    # The segments REST API: CRUD, size, members, "is this person in it?".
+    path("api/v1/", include("segments.api.urls")),
     # ESP tracking webhooks: /anymail/<esp>/tracking/ (authenticated by ANYMAIL["WEBHOOK_SECRET"]).
     path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
