@@ -1,3 +1,5 @@
+from celery.schedules import crontab
+
 from config.env import env_bool, env_int, env_str
 
 from .core import DATA_DIR
@@ -36,4 +38,11 @@ CHANNELS_SWEEP_BATCH = env_int("CHANNELS_SWEEP_BATCH", 1000, minimum=1)
 # Installed into django-celery-beat's tables by the DatabaseScheduler at start-up.
 CELERY_BEAT_SCHEDULE = {
     "channels-dispatch-sweep": {"task": "channels.tasks.dispatch_sweep_task", "schedule": 60.0},
+}
+
+# Segments: every segment's size, recorded once a day (UTC) for the size-over-time chart; one task
+# per segment, and a second run the same day enqueues nothing.
+CELERY_BEAT_SCHEDULE["segments-record-sizes"] = {
+    "task": "segments.tasks.segments_record_sizes_task",
+    "schedule": crontab(minute=5, hour=0),
 }
