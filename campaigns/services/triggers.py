@@ -189,6 +189,19 @@ class WorkspaceRules:
     def empty(self) -> bool:
         return not (self.triggered or self.exceptions or self.converting)
 
+    @property
+    def every_event_matters(self) -> bool:
+        """A segment-entry trigger may fire on any event of a person."""
+        return any(t.segment_id for c in self.triggered for t in c.triggers)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The event names any trigger, exception or conversion of these campaigns can match."""
+        specs = [t.event for c in self.triggered for t in c.triggers if t.event is not None]
+        specs += [x.event for c in self.exceptions for x in c.exceptions]
+        specs += [spec for c in self.converting for spec in c.conversions]
+        return frozenset(name for spec in specs for name in spec.names)
+
 
 _cache: dict[int, tuple[float, WorkspaceRules]] = {}
 
@@ -604,30 +617,25 @@ def enrol(
         return result
     # ON CONFLICT DO NOTHING on (campaign, step, person, occurrence): a replayed event or a retried
     # task creates nothing. The rows are read back for their ids (bulk_create cannot return the ids
-    # of rows it skipped), and only rows this call inserted count as new.
-    before = set(
-        Delivery.objects.filter(
-            campaign_id__in={r.campaign_id for r in rows},
-            profile_id__in={r.profile_id for r in rows},
-            occurrence__in={r.occurrence for r in rows},
-            step_key=MAIN_STEP,
-        ).values_list("campaign_id", "profile_id", "occurrence")
-    )
-    fresh = [r for r in rows if (r.campaign_id, r.profile_id, r.occurrence) not in before]
-    for row in rows:
-        if (row.campaign_id, row.profile_id, row.occurrence) in before:
-            result.outcomes[(row.campaign_id, row.profile_id, row.occurrence)] = Outcome.DUPLICATE
-    Delivery.objects.bulk_create(fresh, ignore_conflicts=True)
-    created = list(
-        Delivery.objects.filter(
-            campaign_id__in={r.campaign_id for r in fresh},
-            profile_id__in={r.profile_id for r in fresh},
-            occurrence__in={r.occurrence for r in fresh},
-            step_key=MAIN_STEP,
-        ).values_list("id", "campaign_id", "profile_id", "occurrence", "status", "scheduled_for", "variant_id")
-    )
-    wanted_keys = {(r.campaign_id, r.profile_id, r.occurrence) for r in fresh}
-    created = [row for row in created if (row[1], row[2], row[3]) in wanted_keys]
+    # of rows it skipped); a row this call inserted has the creation time bulk_create stamped on the
+    # object (rows of an earlier call are older, and the per-person lock keeps others out meanwhile).
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+    stamped = {(r.campaign_id, r.profile_id, r.occurrence): r.created_at for r in rows}
+    found = Delivery.objects.filter(
+        campaign_id__in={r.campaign_id for r in rows},
+        profile_id__in={r.profile_id for r in rows},
+        occurrence__in={r.occurrence for r in rows},
+        step_key=MAIN_STEP,
+    ).values_list("id", "campaign_id", "profile_id", "occurrence", "status", "scheduled_for", "created_at")
+    created: list[tuple[int, int, int, str, datetime]] = []  # id, campaign, person, status, due
+    for delivery_id, campaign_id, profile_id, occurrence, row_status, scheduled_for, created_at in found:
+        key = (campaign_id, profile_id, occurrence)
+        if key not in stamped:
+            continue
+        if created_at == stamped[key]:
+            created.append((delivery_id, campaign_id, profile_id, row_status, scheduled_for))
+        else:
+            result.outcomes[key] = Outcome.DUPLICATE
     result.delivery_ids = [row[0] for row in created]
 
     controls = [
@@ -638,12 +646,12 @@ def enrol(
             properties={PROP_CAMPAIGN_ID: campaign_id, PROP_VARIANT: CONTROL, PROP_SEND_ID: str(delivery_id)},
             timestamp=now,
         )
-        for delivery_id, campaign_id, profile_id, _occ, status, _at, _v in created
-        if status == DeliveryStatus.CONTROL
+        for delivery_id, campaign_id, profile_id, row_status, _due in created
+        if row_status == DeliveryStatus.CONTROL
     ]
     if controls:
         engagement_record(workspace_id=workspace_id, engagements=controls)
-    result.due_now = [row[0] for row in created if row[4] == DeliveryStatus.SCHEDULED and row[5] <= now]
+    result.due_now = [row[0] for row in created if row[3] == DeliveryStatus.SCHEDULED and row[4] <= now]
     if result.due_now and enqueue_due:
         hand_off(result.due_now)
     return result
@@ -784,6 +792,19 @@ def campaign_events_process(*, workspace_id: int, event_ids: Sequence[int], enqu
     rules = workspace_rules(workspace_id)
     if rules.empty:
         return result
+    if not rules.every_event_matters:
+        # Most events of a busy workspace match nothing (page views, background traffic): look at
+        # their names first and load the rest only of those that may matter.
+        names = rules.names
+        event_ids = [
+            pk
+            for pk, name in Event.objects.filter(workspace_id=workspace_id, pk__in=list(event_ids)).values_list(
+                "id", "name"
+            )
+            if name in names
+        ]
+        if not event_ids:
+            return result
     events = load_events(workspace_id=workspace_id, event_ids=event_ids)
     result.events = len(events)
     if not events:

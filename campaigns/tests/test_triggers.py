@@ -458,3 +458,14 @@ def test_a_merge_moves_the_persons_deliveries(workspace: Workspace, app: App) ->
     [after] = deliveries(campaign)
     assert after.pk == before.pk and after.profile_id == ada.pk
     assert timezone.now() == NOW
+
+
+def test_a_batch_of_events_no_campaign_cares_about_costs_one_query(
+    workspace: Workspace, app: App, django_assert_max_num_queries: Any, settings: Any
+) -> None:
+    settings.CAMPAIGN_RULES_CACHE_SECONDS = 60
+    action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Product Added"}])
+    event_ids = ingest(app, *[track(f"user-{n}", "Product Viewed") for n in range(100)])
+    campaign_events_process(workspace_id=workspace.pk, event_ids=event_ids)  # warms the rules cache
+    with django_assert_max_num_queries(1):
+        campaign_events_process(workspace_id=workspace.pk, event_ids=event_ids)
