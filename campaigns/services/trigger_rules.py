@@ -483,3 +483,16 @@ def delay_until(delay: Delay, *, base: datetime, tz: zoneinfo.ZoneInfo) -> datet
         # "In 0 days at 10:00" triggered at 11:00 means tomorrow at 10:00, never in the past.
         return candidate if candidate >= base else _local(local.date() + timedelta(days=delay.days + 1), delay.at, tz)
     return base
+
+
+def rules_problems(
+    *, triggers: Any = None, delay: Any = None, exception_events: Any = None, conversion_events: Any = None
+) -> list[str]:
+    """Every problem of a campaign's trigger, delay, exception and conversion JSON, each naming its
+    path and rule (``triggers[0].event: ...``); empty when all parse. For the campaign builder's
+    validation and the launch check."""
+    specs, problems = parse_triggers(triggers)
+    problems += parse_exceptions(exception_events, triggers=specs)[1]
+    problems += parse_delay(delay)[1]
+    problems += parse_conversions(conversion_events)[1]
+    return problems

@@ -156,3 +156,23 @@ def test_in_n_days_at_a_time_across_a_dst_change() -> None:
     assert delay_until(delay, base=base, tz=PARIS) == datetime(2024, 4, 1, 8, 0, tzinfo=UTC)
     same_day = parse_delay({"type": "days_at", "days": 0, "time": "10:00"})[0]
     assert delay_until(same_day, base=base, tz=PARIS) == datetime(2024, 3, 31, 8, 0, tzinfo=UTC)
+
+
+def test_rules_problems_collects_every_part() -> None:
+    from campaigns.services.trigger_rules import rules_problems
+
+    assert (
+        rules_problems(triggers=[{"type": "session_start"}], delay={}, exception_events=[], conversion_events=[]) == []
+    )
+    problems = rules_problems(
+        triggers=[{"type": "nope"}],
+        delay={"type": "duration", "seconds": -1},
+        exception_events=[{"event": ""}],
+        conversion_events="x",
+    )
+    assert [p.split(":")[0] for p in problems] == [
+        "triggers[0].type",
+        "exception_events[0].event",
+        "delay.seconds",
+        "conversion_events",
+    ]
