@@ -153,7 +153,7 @@ class Supervisor:
         """Start a long-running child. Its output goes to ``log_path`` if given, else to the
         launcher's stdout, each line prefixed with ``name``."""
         self.check()
-        log_file = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - kept by the child
+        log_file = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - the child keeps its own copy
         try:
             process = subprocess.Popen(  # noqa: S603 - argv is built by the launcher, never from input
                 [str(arg) for arg in argv],
