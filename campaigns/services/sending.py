@@ -26,10 +26,10 @@ falls due, cancellable by exception events like any scheduled row. A multi-step 
 steps, each creating the next.
 """
 
-
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,10 +46,11 @@ from channels.services.addresses import Unreachable, resolve_addresses
 from channels.services.dispatch import dispatch_prepare, dispatch_send
 from channels.transports.base import TransientError
 from profiles.engagement import PROP_CAMPAIGN_ID, PROP_CHANNEL, PROP_SEND_ID, PROP_VARIANT
-from profiles.models import Workspace
+from profiles.models import Profile, Workspace
 from profiles.services.identity import dumps
 
 from ..models import (
+    Campaign,
     CampaignStatus,
     ChannelMessage,
     Delivery,
@@ -58,6 +59,7 @@ from ..models import (
     FrequencyCapRule,
     QuietHours,
     QuietHoursAction,
+    Variant,
 )
 from .audience import profile_in_audience
 from .controls import (
@@ -134,7 +136,12 @@ class EnqueueResult:
 def _enqueue(ids: list[int]) -> None:
     from ..tasks import delivery_send_task  # tasks import this module
 
-    transaction.on_commit(lambda: delivery_send_task.delay(ids))
+    # CAMPAIGNS_SEND_QUEUE routes the sender to workers of its own (None: the default queue).
+    queue = getattr(settings, "CAMPAIGNS_SEND_QUEUE", None)
+    if queue:
+        transaction.on_commit(lambda: delivery_send_task.apply_async(args=(ids,), queue=str(queue)))
+    else:
+        transaction.on_commit(lambda: delivery_send_task.delay(ids))
 
 
 def deliveries_enqueue_due(
@@ -706,3 +713,58 @@ def follow_ups_create(
     if not rows:
         return 0
     return len(Delivery.objects.bulk_create(rows, ignore_conflicts=True))
+
+
+# --- test sends -------------------------------------------------------------------------------------
+
+
+def campaign_send_test(*, campaign: Campaign, variant: Variant, profile: Profile, actor: Any = None) -> list[str]:
+    """Send ``variant``'s messages to one person now, as a test: rendered for them, through the
+    real channels, but with no Delivery, no delivery controls and no campaign id in the metadata
+    (a test must not count as a receipt in reports or caps). Returns one line per message saying
+    what happened (sent to which address, or why not)."""
+    if profile.workspace_id != campaign.workspace_id or variant.campaign_id != campaign.pk:
+        raise ValueError("the person and the variant must belong to the campaign's workspace and campaign")
+    lines = []
+    for message in variant.messages.order_by("position", "pk"):
+        label = message.get_channel_display()
+        result = render_content(
+            channel=message.channel,
+            template=message.template,
+            profile=profile,
+            campaign={"id": campaign.pk, "name": campaign.name, "tags": list(campaign.tags), "variant": variant.key,
+                      "variant_name": variant.name or variant.key, "send_id": "test"},
+        )  # fmt: skip
+        if isinstance(result, Aborted):
+            lines.append(f"{label}: not sent: {REASON_ABORTED}: {result.reason}")
+            continue
+        if isinstance(result, RenderFailed):
+            lines.append(f"{label}: not sent: template error: {result.reason}")
+            continue
+        prepared = dispatch_prepare(
+            workspace_id=campaign.workspace_id,
+            profile=profile,
+            channel=message.channel,
+            content=result,
+            idempotency_key=f"campaign-test:{campaign.pk}:{message.pk}:{uuid.uuid4().hex}",
+            source=f"campaign-test:{campaign.pk}",
+            metadata={"campaign_test": str(campaign.pk), PROP_VARIANT: variant.key, PROP_CHANNEL: message.channel},
+            transactional=message.transactional,
+        )
+        if isinstance(prepared, Unreachable):
+            lines.append(f"{label}: not sent: {prepared.reason}")
+            continue
+        for dispatch in prepared:
+            try:
+                sent = dispatch_send(dispatch_id=dispatch.pk)
+            except TransientError as error:
+                lines.append(f"{label} to {dispatch.address[:60]}: temporary error (retried later): {error.message}")
+                continue
+            if sent.status in SENT_DISPATCH:
+                lines.append(f"{label}: sent to {sent.address[:60]}")
+            else:
+                lines.append(
+                    f"{label} to {sent.address[:60]}: {sent.get_status_display().lower()}: {_dispatch_error(sent)}"
+                )
+    logger.info("test send of campaign %s variant %s to profile %s by %s", campaign.pk, variant.key, profile.pk, actor)
+    return lines or ["the variant has no messages"]

@@ -46,3 +46,20 @@ CELERY_BEAT_SCHEDULE["segments-record-sizes"] = {
     "task": "segments.tasks.segments_record_sizes_task",
     "schedule": crontab(minute=5, hour=0),
 }
+
+# Campaigns: deliveries per send task, how long a claimed delivery may stay "sending" before the
+# sweep re-enqueues it (longer than the send task's time limit), and how many claims before it is
+# given up as failed (a delivery that kills its worker every time).
+CAMPAIGNS_SEND_BATCH = env_int("CAMPAIGNS_SEND_BATCH", 100, minimum=1)
+CAMPAIGNS_CLAIM_TIMEOUT = env_int("CAMPAIGNS_CLAIM_TIMEOUT", 600, minimum=CELERY_TASK_TIME_LIMIT + 60)
+CAMPAIGNS_MAX_CLAIMS = env_int("CAMPAIGNS_MAX_CLAIMS", 5, minimum=1)
+# A queue of its own for the sender's tasks (workers started with -Q), or empty for the default.
+CAMPAIGNS_SEND_QUEUE = env_str("CAMPAIGNS_SEND_QUEUE", "") or None
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Starts scheduled occurrences (materialises their deliveries) and finishes campaigns.
+        "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick_task", "schedule": 10.0},
+        # Claims due deliveries (scheduled, delayed, triggered, follow-ups) and enqueues the sender.
+        "campaigns-enqueue-due": {"task": "campaigns.tasks.deliveries_enqueue_due_task", "schedule": 2.0},
+    }
+)
