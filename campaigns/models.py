@@ -356,3 +356,6 @@ class SegmentEntryBaseline(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}/{self.segment_id} at {self.taken_at}"
+
+
+from .reports.models import *  # noqa: E402, F403  (report rollups: campaigns/reports/models.py)

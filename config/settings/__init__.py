@@ -8,3 +8,4 @@ from .celery import *  # noqa: F403
 from .api import *  # noqa: F403
 from .email import *  # noqa: F403
 from .intake import *  # noqa: F403
+from .reports import *  # noqa: F403

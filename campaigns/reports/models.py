@@ -1,0 +1,325 @@
+"""The report rollups: small tables the report pages read instead of the event, delivery and profile
+tables, so that each page stays fast on a workspace with millions of rows.
+
+Two layers, both written only by ``campaigns.reports.rollups`` (beat tasks):
+
+- **Per-person facts**, kept current from feeds of new rows (events, main-step deliveries, merges):
+  ``ReportProfile`` (a person's cohort: first-seen day, platform, acquisition source),
+  ``ReportActiveDay`` (one row per person and active day), ``ReportFirstEvent`` (when a person
+  first did each event, for funnels) and ``ReportSend`` (one row per send of a campaign, and one per
+  send and channel, with the first time each funnel stage was reached).
+- **Aggregates** the unfiltered pages read: ``ReportCampaignHour`` (a campaign's funnel per hour of
+  send, variant, platform and channel, added to as facts change), ``ReportCohortDay`` (new people
+  per day, platform and source), and the aggregates recomputed by beat for the days that changed:
+  ``ReportWorkspaceDay``, ``ReportRevenueDay``, ``ReportRetention`` and ``ReportCampaignRetention``.
+
+A page filtered by segment reads the facts (joined with the segment's members) instead of the
+aggregates, with the same SQL shape; see ``campaigns.reports.selectors``.
+
+None of these tables has a foreign key: they are derived data, rebuilt by
+``campaigns.reports.rollups.reports_rebuild``, and a constraint check per row would only slow the
+rollup down. Names start with ``Report`` so they never collide with the campaigns models beside them.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+__all__ = [
+    "ReportActiveDay",
+    "ReportCampaignHour",
+    "ReportCampaignRetention",
+    "ReportCohortDay",
+    "ReportCursor",
+    "ReportDirtyDay",
+    "ReportFirstEvent",
+    "ReportProfile",
+    "ReportRetention",
+    "ReportRevenueDay",
+    "ReportSend",
+    "ReportWorkspaceDay",
+]
+
+
+class ReportCursor(models.Model):
+    """How far the rollup has read one feed (a table read in id order), and the recent chunks it
+    read with their signature (row count and id sum), so that rows committed late into an id range
+    already read (a long transaction, ids taken out of order) are noticed and folded in."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    position = models.BigIntegerField(default=0, help_text="Every id up to this one has been read.")
+    chunks = models.JSONField(default=list, blank=True, help_text="[[low, high, count, id sum, read at], ...]")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"
+
+
+class ReportDirtyDay(models.Model):
+    """A workspace day whose recomputed aggregates (active users, revenue, retention) are out of
+    date: written by the feeds, drained by the refresh."""
+
+    pk = models.CompositePrimaryKey("workspace_id", "day")
+    workspace_id = models.BigIntegerField()
+    day = models.DateField()
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} {self.day}"
+
+
+class ReportProfile(models.Model):
+    """A person as the reports group them: the UTC day they were first seen (their cohort), their
+    platform and acquisition source (``utm_source``), as the profile had them when the reports first
+    saw the person. Fixed from then on, so every count split by platform or source adds up."""
+
+    profile_id = models.BigIntegerField(primary_key=True)
+    workspace_id = models.BigIntegerField()
+    cohort_day = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    source = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            # Cohort sizes and the profile lists of a cohort or a source.
+            models.Index(
+                fields=["workspace_id", "cohort_day"], include=["platform", "source"], name="rpt_profile_cohort_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} first seen {self.cohort_day}"
+
+
+class ReportCohortDay(models.Model):
+    """How many people were first seen on a day, per platform and source (``ReportProfile`` counted)."""
+
+    pk = models.CompositePrimaryKey("workspace_id", "day", "platform", "source")
+    workspace_id = models.BigIntegerField()
+    day = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    source = models.CharField(max_length=255, blank=True, default="")
+    profiles = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} {self.day} {self.platform}/{self.source}: {self.profiles}"
+
+
+class ReportActiveDay(models.Model):
+    """A day on which a person was active (did any of the app's own events other than identify,
+    alias and group calls, or started a session), with how many events and sessions: the base of
+    active users and retention. The counts are copied from the segments' exact daily rollup."""
+
+    pk = models.CompositePrimaryKey("profile_id", "day")
+    profile_id = models.BigIntegerField()
+    day = models.DateField()
+    workspace_id = models.BigIntegerField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    events = models.IntegerField(default=0)
+    sessions = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # Active users over a range of days (index-only), and retention periods.
+            models.Index(
+                fields=["workspace_id", "day"],
+                include=["profile_id", "platform", "events", "sessions"],
+                name="rpt_active_day_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} active {self.day}"
+
+
+class ReportFirstEvent(models.Model):
+    """The first time a person did an event (by name), with their cohort fields copied in, so a
+    funnel or a source's completion rate reads one index."""
+
+    pk = models.CompositePrimaryKey("profile_id", "name")
+    profile_id = models.BigIntegerField()
+    name = models.CharField(max_length=255)
+    workspace_id = models.BigIntegerField()
+    first_at = models.DateTimeField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    source = models.CharField(max_length=255, blank=True, default="")
+    cohort_day = models.DateField()
+
+    class Meta:
+        indexes = [
+            # Funnel steps: who first did E in a time range (index-only).
+            models.Index(
+                fields=["workspace_id", "name", "first_at"],
+                include=["profile_id", "platform", "source", "cohort_day"],
+                name="rpt_first_event_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} first {self.name} at {self.first_at}"
+
+
+class ReportSend(models.Model):
+    """One send of a campaign to a person (``channel`` empty: the send as a whole), or one channel
+    of it, with the first time each stage was reached. ``send_id`` is the main-step delivery's id;
+    follow-up steps (an email two days after a push) count towards the same send.
+
+    Each ``*_at`` is set once, from NULL, by a conditional update; the same statement adds one to
+    ``ReportCampaignHour``, so the aggregate counts each send's stage once, however often events repeat.
+    """
+
+    pk = models.CompositePrimaryKey("send_id", "channel")
+    send_id = models.BigIntegerField()
+    channel = models.CharField(max_length=16, blank=True, default="")
+    workspace_id = models.BigIntegerField()
+    campaign_id = models.BigIntegerField()
+    profile_id = models.BigIntegerField()
+    variant = models.CharField(max_length=16, blank=True, default="", help_text="Variant key, or 'control'.")
+    platform = models.CharField(max_length=16, blank=True, default="")
+    due_at = models.DateTimeField(help_text="When the send was due: the main delivery's scheduled time.")
+    status = models.CharField(max_length=16, blank=True, default="", help_text="The main delivery's status.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+    revenue = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # A campaign's sends (segment-filtered report, the profile lists behind its numbers).
+            models.Index(fields=["campaign_id", "channel", "variant", "profile_id"], name="rpt_send_campaign_idx"),
+            # A workspace's sends in a period (the channels page filtered by segment).
+            models.Index(fields=["workspace_id", "due_at"], name="rpt_send_workspace_idx"),
+            # Merges re-point a person's sends.
+            models.Index(fields=["profile_id"], name="rpt_send_profile_idx"),
+            # Sends whose delivery has not finished yet: re-read every run until they do.
+            models.Index(
+                fields=["send_id"],
+                condition=Q(channel="", status__in=["scheduled", "sending"]),
+                name="rpt_send_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"send {self.send_id} {self.channel or 'all channels'}"
+
+
+class ReportCampaignHour(models.Model):
+    """A campaign's numbers for the sends due in one hour, per variant, platform and channel
+    (``channel`` empty: sends as a whole). Status counts (``targeted`` .. ``control``) are on the
+    whole-send rows only. Added to by the rollup; ``rollups.reports_rebuild`` recomputes it."""
+
+    pk = models.CompositePrimaryKey("campaign_id", "hour", "variant", "platform", "channel")
+    campaign_id = models.BigIntegerField()
+    hour = models.DateTimeField()
+    variant = models.CharField(max_length=16, blank=True, default="")
+    platform = models.CharField(max_length=16, blank=True, default="")
+    channel = models.CharField(max_length=16, blank=True, default="")
+    workspace_id = models.BigIntegerField()
+    targeted = models.IntegerField(default=0)
+    pending = models.IntegerField(default=0)
+    status_sent = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    skipped = models.IntegerField(default=0)
+    cancelled = models.IntegerField(default=0)
+    control = models.IntegerField(default=0)
+    sent = models.IntegerField(default=0)
+    delivered = models.IntegerField(default=0)
+    opened = models.IntegerField(default=0)
+    clicked = models.IntegerField(default=0)
+    bounced = models.IntegerField(default=0)
+    complained = models.IntegerField(default=0)
+    unsubscribed = models.IntegerField(default=0)
+    converted = models.IntegerField(default=0)
+    revenue = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+
+    class Meta:
+        indexes = [
+            # The channels page: every campaign's channel rows in a period.
+            models.Index(fields=["workspace_id", "hour"], name="rpt_campaign_hour_ws_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.hour:%Y-%m-%d %H}h {self.variant}/{self.channel}"
+
+
+class ReportWorkspaceDay(models.Model):
+    """A workspace's day, per platform: active users (that day, the 7 and 30 days ending that day),
+    new people, events and sessions, messages received and conversions. Recomputed for changed days."""
+
+    pk = models.CompositePrimaryKey("workspace_id", "day", "platform")
+    workspace_id = models.BigIntegerField()
+    day = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    dau = models.IntegerField(default=0)
+    wau = models.IntegerField(default=0)
+    mau = models.IntegerField(default=0)
+    new_profiles = models.IntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    sessions = models.BigIntegerField(default=0)
+    messages = models.BigIntegerField(default=0)
+    conversions = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} {self.day} {self.platform}"
+
+
+class ReportRevenueDay(models.Model):
+    """A workspace's purchases on a day, per platform and currency (currencies are never summed)."""
+
+    pk = models.CompositePrimaryKey("workspace_id", "day", "platform", "currency")
+    workspace_id = models.BigIntegerField()
+    day = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    currency = models.CharField(max_length=3)
+    revenue = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+    orders = models.IntegerField(default=0)
+    buyers = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} {self.day} {self.currency} {self.revenue}"
+
+
+class ReportRetention(models.Model):
+    """Of the people first seen in a calendar week or month (``cohort``: its first day), how many
+    were active in the ``period``-th week or month after it, per platform."""
+
+    class Grain(models.TextChoices):
+        WEEK = "week", "Week"
+        MONTH = "month", "Month"
+
+    pk = models.CompositePrimaryKey("workspace_id", "grain", "cohort", "platform", "period")
+    workspace_id = models.BigIntegerField()
+    grain = models.CharField(max_length=8, choices=Grain.choices)
+    cohort = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    period = models.SmallIntegerField()
+    active = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} {self.grain} {self.cohort} +{self.period}: {self.active}"
+
+
+class ReportCampaignRetention(models.Model):
+    """A campaign's retention per group (a variant's recipients, or the control group): of the
+    people whose ``period``-th week (7 days) or month (30 days) after their send has ended
+    (``eligible``), how many were active in it. ``size`` is the whole group."""
+
+    pk = models.CompositePrimaryKey("campaign_id", "grain", "group", "platform", "period")
+    campaign_id = models.BigIntegerField()
+    grain = models.CharField(max_length=8, choices=ReportRetention.Grain.choices)
+    group = models.CharField(max_length=16)
+    platform = models.CharField(max_length=16, blank=True, default="")
+    period = models.SmallIntegerField()
+    workspace_id = models.BigIntegerField()
+    size = models.IntegerField(default=0)
+    eligible = models.IntegerField(default=0)
+    active = models.IntegerField(default=0)
+    computed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.group} {self.grain} +{self.period}: {self.active}/{self.eligible}"

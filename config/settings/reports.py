@@ -1,0 +1,28 @@
+"""Engagement reports (campaigns/reports): how the rollups are fed and refreshed by beat."""
+
+from config.env import env_int
+
+from .celery import CELERY_BEAT_SCHEDULE
+
+# The rollup reads new rows of the event, delivery and merge tables in id order. A row committed
+# late into an id range already read (its transaction took its id before a later one committed) is
+# caught by re-checking each range read in the last REPORTS_FEED_OVERLAP seconds: no transaction
+# that writes those tables may stay open longer than this.
+REPORTS_FEED_OVERLAP = env_int("REPORTS_FEED_OVERLAP", 600, minimum=60)
+# Rows per chunk (one transaction each), and how long one rollup run may keep reading chunks.
+REPORTS_FEED_BATCH = env_int("REPORTS_FEED_BATCH", 100_000, minimum=1000)
+REPORTS_ROLLUP_SECONDS = env_int("REPORTS_ROLLUP_SECONDS", 120, minimum=5)
+# A campaign's retention (recipients vs control) is recomputed at most this often, while its sends
+# are recent enough for a period to still be open.
+REPORTS_CAMPAIGN_RETENTION_EVERY = env_int("REPORTS_CAMPAIGN_RETENTION_EVERY", 3600, minimum=60)
+
+# Not autodiscovered (the module is campaigns.reports.tasks, not campaigns.tasks).
+CELERY_IMPORTS = ["campaigns.reports.tasks"]
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # New events, deliveries and merges into the per-person facts and the campaign funnels.
+        "reports-rollup": {"task": "campaigns.reports.tasks.reports_rollup_task", "schedule": 60.0},
+        # Active users, revenue and retention for the days the rollup marked as changed.
+        "reports-refresh": {"task": "campaigns.reports.tasks.reports_refresh_task", "schedule": 300.0},
+    }
+)
