@@ -12,6 +12,8 @@ urlpatterns = [
     # ESP tracking webhooks: /anymail/<esp>/tracking/ (authenticated by ANYMAIL["WEBHOOK_SECRET"]).
     path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
+    # Engagement reports (staff and analysts, login required): campaigns/reports/.
+    path("reports/", include("campaigns.reports.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
