@@ -34,6 +34,10 @@ CELERY = [PYTHON, "-m", "celery", "-A", "config"]
 # later (late acks), so the wait is bounded.
 WORKER_ARGV = [*CELERY, "worker", "--loglevel", "INFO"]
 BEAT_ARGV = [*CELERY, "beat", "--loglevel", "INFO", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
+# The fake providers (SMTP, FCM, APNs, web push, Twilio, webhook) on loopback, with the demo
+# workspace's providers pointed at them: test messages and campaigns of the demo arrive there.
+SANDBOX_ARGV = [PYTHON, str(MANAGE), "provider_sandbox", "--configure", "demo"]
+SANDBOX_PORTS = (1025, 9101, 9102, 9103, 9104, 9105)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -141,9 +145,12 @@ def command_run() -> int:
             sup.start("web", _gunicorn_argv(port, env), env=env, cwd=BASE_DIR)
             sup.start("worker", WORKER_ARGV, env=env, cwd=BASE_DIR, stop_timeout=60)
             sup.start("beat", BEAT_ARGV, env=env, cwd=BASE_DIR)
+            sandbox = _sandbox_wanted()
+            if sandbox:
+                sup.start("sandbox", SANDBOX_ARGV, env=env, cwd=BASE_DIR)
             base_url = f"http://127.0.0.1:{port}"
             sup.wait_until(lambda: _answers(f"{base_url}/admin/login/"), what="the web server", timeout=120)
-            _print_banner(base_url, summary_path)
+            _print_banner(base_url, summary_path, sandbox=sandbox)
             return sup.supervise()
         except Stop:
             return 0
@@ -200,7 +207,19 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _print_banner(base_url: str, summary_path: Path) -> None:
+def _sandbox_wanted() -> bool:
+    """Run the provider sandbox unless ENGAGE_SANDBOX=0, or its ports are taken (a second platform,
+    or real local services): then the platform runs without it and says so."""
+    if os.environ.get("ENGAGE_SANDBOX", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    taken = [port for port in SANDBOX_PORTS if not _port_is_free(port)]
+    if taken:
+        say(f"provider sandbox not started: port(s) {', '.join(map(str, taken))} taken on 127.0.0.1")
+        return False
+    return True
+
+
+def _print_banner(base_url: str, summary_path: Path, *, sandbox: bool = False) -> None:
     summary = json.loads(summary_path.read_text())
     lines = [f"Engage is running at {base_url}/", f"  Admin:       {base_url}/admin/"]
     if summary.get("password"):
@@ -212,6 +231,11 @@ def _print_banner(base_url: str, summary_path: Path) -> None:
         label = "Write keys:" if index == 0 else ""
         lines.append(f"  {label:<12} {app['write_key']}  {app['app']} ({app['workspace']})")
     lines.append(f"  API docs:    {base_url}/api/docs/")
+    if sandbox:
+        lines.append(
+            "  Providers:   a local sandbox (SMTP :1025, FCM :9101, APNs :9102, web push :9103, Twilio :9104,"
+            " webhook :9105); what it receives is printed here, prefixed 'sandbox'"
+        )
     lines.append("  Stop with Ctrl-C (or ./run stop from another terminal).")
     say("\n    ".join(lines))
 
