@@ -66,6 +66,9 @@ def worker(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[Finished]
             yield finished
     finally:
         task_postrun.disconnect(on_postrun)
+        # ./run test's broker is a real Redis shared by the whole run (CELERY_BROKER_URL wins over
+        # the memory:// set above): leave no task of ours for another test's worker to pick up.
+        celery_app.control.purge()
         celery_app.close()
 
 
