@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString, mark_safe
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 WIDTH = 640
 HEIGHT = 280
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 36, 44
+LEFT, RIGHT, TOP, BOTTOM = 72, 16, 36, 44
 
 _ids = count(1)
 
@@ -59,12 +59,15 @@ def _nice_step(span: float, ticks: int = 4) -> float:
     return 10 * magnitude
 
 
-def _scale(low: float, high: float) -> tuple[float, float, list[float]]:
-    """A rounded axis covering [low, high] (always including 0) and its ticks."""
+def _scale(low: float, high: float, *, whole: bool = False) -> tuple[float, float, list[float]]:
+    """A rounded axis covering [low, high] (always including 0) and its ticks; ``whole``: counts,
+    whose ticks are whole numbers."""
     low, high = min(low, 0.0), max(high, 0.0)
     if high == low:
         high = low + 1
     step = _nice_step(high - low)
+    if whole:
+        step = max(1.0, math.ceil(step))
     start = math.floor(low / step) * step
     end = math.ceil(high / step) * step
     ticks = []
@@ -145,7 +148,7 @@ def line_chart(
     if not labels or not values:
         return empty_chart(title)
     chart_id = f"chart{next(_ids)}"
-    low, high, ticks = _scale(min(values), max(values))
+    low, high, ticks = _scale(min(values), max(values), whole=value_format is fmt_int)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(index: int) -> float:
@@ -184,7 +187,7 @@ def bar_chart(
     if not labels or not values:
         return empty_chart(title)
     chart_id = f"chart{next(_ids)}"
-    low, high, ticks = _scale(min(values), max(values))
+    low, high, ticks = _scale(min(values), max(values), whole=value_format is fmt_int)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     group_w = plot_w / len(labels)
     bar_w = max(2.0, group_w * 0.8 / len(series))
@@ -224,7 +227,7 @@ def interval_chart(
     if not labels or not values:
         return empty_chart(title, "Not enough data yet.")
     chart_id = f"chart{next(_ids)}"
-    low, high, ticks = _scale(min(values), max(values))
+    low, high, ticks = _scale(min(values), max(values), whole=value_format is fmt_int)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     group_w = plot_w / len(labels)
 

@@ -31,6 +31,9 @@ class FiltersForm(forms.Form):
         self.workspace = workspace
         self.default_start = default_start
         self.default_end = default_end
+        # Shown in the inputs when the page is opened without filters.
+        self.initial.setdefault("start", default_start)
+        self.initial.setdefault("end", default_end)
         segment_field = self.fields["segment"]
         assert isinstance(segment_field, forms.ModelChoiceField)
         segment_field.queryset = Segment.objects.filter(workspace=workspace).order_by("name")

@@ -86,7 +86,8 @@ def text(value: Any) -> Cell:
 
 
 def number(value: int | Decimal | float, link: str = "") -> Cell:
-    return Cell(value=value, text=fmt_int(float(value)), link=link)
+    """A count; linked to its people unless nobody is behind it."""
+    return Cell(value=value, text=fmt_int(float(value)), link=link if value else "")
 
 
 def money(value: Decimal | float | None) -> Cell:
@@ -197,6 +198,17 @@ STAGE_LABELS = {
     "converted": "Converted",
 }
 EXTRA_LABELS = {"bounced": "Bounced", "complained": "Complaints", "unsubscribed": "Unsubscribes"}
+# What each stage's rate is of.
+RATE_BASES = {
+    "sent": "targeted",
+    "delivered": "sent",
+    "opened": "sent",
+    "clicked": "opened",
+    "converted": "sent",
+    "bounced": "sent",
+    "complained": "sent",
+    "unsubscribed": "sent",
+}
 STATUS_LABELS = {
     "targeted": "Targeted",
     "pending": "Waiting to send",
@@ -228,31 +240,27 @@ def campaign_page(report: CampaignReport, filters: Filters, retention: CampaignR
     funnel = Table(
         "funnel",
         "Funnel",
-        ["Stage", "People", "% of targeted", "% of previous stage"],
+        ["Stage", "People", "% of targeted", "Rate", "Rate of"],
         note=(
-            "Each person counts once per stage, whatever the channel. "
-            "Control-group members are targeted but never sent."
+            "Each person counts once per stage, whatever the channel. Not every channel reports deliveries, "
+            "so opens and conversions are rates of the people sent to, clicks of the people who opened."
         ),
     )
-    previous: int | None = None
-    for stage in stages:
+    targeted = int(total["targeted"])
+    for stage in [*stages, *EXTRA_LABELS]:
         value = int(total[stage])
+        base = RATE_BASES.get(stage)
         funnel.rows.append(
             [
-                text(STAGE_LABELS[stage]),
+                text(STAGE_LABELS.get(stage) or EXTRA_LABELS[stage]),
                 number(value, link(stage)),
-                pct(ratio(value, int(total["targeted"]))),
-                pct(ratio(value, previous) if previous is not None else None),
+                pct(ratio(value, targeted)),
+                pct(ratio(value, int(total[base]))) if base else text(""),
+                text(STAGE_LABELS[base].lower() if base else ""),
             ]
         )
-        previous = value
-    for stage, label in EXTRA_LABELS.items():
-        value = int(total[stage])
-        funnel.rows.append(
-            [text(label), number(value, link(stage)), pct(ratio(value, int(total["targeted"]))), text("")]
-        )
-    funnel.rows.append([text("Revenue"), money(total["revenue"]), text(""), text("")])
-    funnel.rows.append([text("Revenue per recipient"), money(total.revenue_per_recipient), text(""), text("")])
+    funnel.rows.append([text("Revenue"), money(total["revenue"]), text(""), text(""), text("")])
+    funnel.rows.append([text("Revenue per recipient"), money(total.revenue_per_recipient), *[text("")] * 3])
     funnel_chart = charts.bar_chart(
         title="Funnel: people reaching each stage",
         labels=[STAGE_LABELS[s] for s in stages],
@@ -906,7 +914,7 @@ def overview_page(report: OverviewReport, filters: Filters) -> Page:
     segment_table = Table(
         "segments", "Segment sizes", ["Day", *[s.name for s, _ in report.segments]], note="Recorded once a day by beat."
     )
-    for day in days:
+    for day in days if report.segments else []:
         segment_table.rows.append(
             [
                 text(day.isoformat()),

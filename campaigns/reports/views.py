@@ -69,8 +69,17 @@ def _render(
     )
 
 
-def _form(form_class: type[FiltersForm], request: HttpRequest, workspace: Workspace, start: date, end: date) -> Any:
-    return form_class(request.GET or None, workspace=workspace, default_start=start, default_end=end)
+def _form(
+    form_class: type[FiltersForm],
+    request: HttpRequest,
+    workspace: Workspace,
+    start: date,
+    end: date,
+    initial: dict[str, Any] | None = None,
+) -> Any:
+    return form_class(
+        request.GET or None, workspace=workspace, default_start=start, default_end=end, initial=initial or {}
+    )
 
 
 class ReportsLoginView(LoginView):
@@ -169,7 +178,7 @@ def _has_admin() -> bool:
 def retention(request: HttpRequest, workspace: str) -> HttpResponse:
     ws = _workspace(request, workspace)
     start, end = last_days(12 * 7)
-    form = _form(RetentionForm, request, ws, start, end)
+    form = _form(RetentionForm, request, ws, start, end, initial={"grain": "week"})
     filters = form.filters()
     data = form.cleaned_data if form.is_valid() else {}
     grain = data.get("grain") or "week"
@@ -187,11 +196,14 @@ def retention(request: HttpRequest, workspace: str) -> HttpResponse:
 @login_required(login_url=LOGIN_URL)
 def funnel(request: HttpRequest, workspace: str) -> HttpResponse:
     ws = _workspace(request, workspace)
-    form = _form(FunnelForm, request, ws, *last_days(30))
+    names = selectors.event_names(workspace=ws)
+    defaults = _default_steps(names)
+    form = _form(
+        FunnelForm, request, ws, *last_days(30), initial={"steps": "\n".join(defaults), "window": 30, "split": "none"}
+    )
     filters = form.filters()
     data = form.cleaned_data if form.is_valid() else {}
-    names = selectors.event_names(workspace=ws)
-    steps: list[str] = data.get("steps") or _default_steps(names)
+    steps: list[str] = data.get("steps") or defaults
     window = data.get("window") or 30
     split = data.get("split") or "none"
     chosen = data.get("campaign")
@@ -217,11 +229,17 @@ def _default_steps(names: list[str]) -> list[str]:
 @login_required(login_url=LOGIN_URL)
 def channels(request: HttpRequest, workspace: str) -> HttpResponse:
     ws = _workspace(request, workspace)
-    form = _form(ChannelsForm, request, ws, *last_days(30))
-    filters = form.filters()
-    data = form.cleaned_data if form.is_valid() else {}
     names = selectors.event_names(workspace=ws)
     default_onboarding, default_conversion = selectors.default_events(names)
+    form = _form(
+        ChannelsForm,
+        request,
+        ws,
+        *last_days(30),
+        initial={"onboarding": default_onboarding, "conversion": default_conversion},
+    )
+    filters = form.filters()
+    data = form.cleaned_data if form.is_valid() else {}
     report = selectors.channels_report(
         filters=filters,
         onboarding_event=data.get("onboarding") or default_onboarding,

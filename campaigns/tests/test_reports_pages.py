@@ -46,7 +46,7 @@ def analyst(workspace: Workspace) -> User:
 
 
 @pytest.fixture
-def browser(frozen: None, client: Client, analyst: User) -> Client:
+def reader(frozen: None, client: Client, analyst: User) -> Client:
     client.force_login(analyst)
     return client
 
@@ -87,12 +87,12 @@ def test_a_member_logs_in_through_the_reports_login(client: Client, workspace: W
     assert response.redirect_chain[-1][0] == url("overview", workspace)
 
 
-def test_other_workspaces_are_not_found(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+def test_other_workspaces_are_not_found(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
     other = WorkspaceFactory(name="Other", slug="other")
-    assert browser.get(url("overview", other)).status_code == 404
+    assert reader.get(url("overview", other)).status_code == 404
     # A campaign of a workspace one belongs to, under another workspace's address: not found either.
     campaign = scenario["campaign"]
-    assert browser.get(url("campaign", other, campaign.pk)).status_code == 404
+    assert reader.get(url("campaign", other, campaign.pk)).status_code == 404
 
 
 def test_a_superuser_sees_every_workspace(client: Client, workspace: Workspace) -> None:
@@ -102,18 +102,18 @@ def test_a_superuser_sees_every_workspace(client: Client, workspace: Workspace) 
     assert client.get(reverse("reports:index")).status_code == 200
 
 
-def test_the_admin_link_leads_to_the_campaign_report(browser: Client, scenario: dict[str, Any]) -> None:
+def test_the_admin_link_leads_to_the_campaign_report(reader: Client, scenario: dict[str, Any]) -> None:
     campaign = scenario["campaign"]
-    response = browser.get(reverse("reports:campaign-redirect", args=[campaign.pk]))
+    response = reader.get(reverse("reports:campaign-redirect", args=[campaign.pk]))
     assert response["Location"] == url("campaign", campaign.workspace, campaign.pk)
 
 
 # --- campaign report -------------------------------------------------------------------------------
 
 
-def test_campaign_funnel(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+def test_campaign_funnel(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
     campaign = scenario["campaign"]
-    response = browser.get(url("campaign", workspace, campaign.pk))
+    response = reader.get(url("campaign", workspace, campaign.pk))
     funnel = by(rows(response, "funnel"), "Stage")
     # Variants only: alice, bob, grace (A), carol, dan (B).
     assert funnel["Targeted"]["People"] == 5
@@ -128,9 +128,9 @@ def test_campaign_funnel(browser: Client, workspace: Workspace, scenario: dict[s
     assert funnel["Revenue per recipient"]["People"] == Decimal("5.83")
 
 
-def test_campaign_per_variant_and_control(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+def test_campaign_per_variant_and_control(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
     campaign = scenario["campaign"]
-    response = browser.get(url("campaign", workspace, campaign.pk))
+    response = reader.get(url("campaign", workspace, campaign.pk))
     variants = by(rows(response, "variant_funnel"), "Variant")
     assert {k: variants["Variant A"][k] for k in ("Targeted", "Sent", "Opened", "Converted", "Bounced")} == {
         "Targeted": 3,
@@ -155,9 +155,9 @@ def test_campaign_per_variant_and_control(browser: Client, workspace: Workspace,
     assert uplift["Variant A"]["Verdict"].startswith("Not enough data yet")
 
 
-def test_campaign_per_channel(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+def test_campaign_per_channel(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
     campaign = scenario["campaign"]
-    channels = by(rows(browser.get(url("campaign", workspace, campaign.pk)), "channels"), "Channel")
+    channels = by(rows(reader.get(url("campaign", workspace, campaign.pk)), "channels"), "Channel")
     email, push = channels["email"], channels["push"]
     assert (email["Sent"], email["Delivered"], email["Opened"], email["Clicked"], email["Bounced"]) == (2, 1, 1, 1, 1)
     assert (email["Converted"], email["Revenue"]) == (1, Decimal("12.50"))
@@ -165,9 +165,9 @@ def test_campaign_per_channel(browser: Client, workspace: Workspace, scenario: d
     assert (push["Sent"], push["Opened"], push["Converted"], push["Revenue"]) == (2, 2, 1, Decimal("5.00"))
 
 
-def test_campaign_time_series_and_outcomes(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+def test_campaign_time_series_and_outcomes(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
     campaign = scenario["campaign"]
-    response = browser.get(url("campaign", workspace, campaign.pk))
+    response = reader.get(url("campaign", workspace, campaign.pk))
     series = by(rows(response, "series"), "Hour")  # sends due over one day: hourly
     assert series["2030-02-14 10:00"]["Targeted"] == 2
     assert series["2030-02-14 10:00"]["Converted"] == 1
@@ -182,10 +182,10 @@ def test_campaign_time_series_and_outcomes(browser: Client, workspace: Workspace
 
 
 def test_campaign_filtered_by_platform_and_segment(
-    browser: Client, workspace: Workspace, scenario: dict[str, Any]
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
 ) -> None:
     campaign = scenario["campaign"]
-    funnel = by(rows(browser.get(url("campaign", workspace, campaign.pk, platform="ios")), "funnel"), "Stage")
+    funnel = by(rows(reader.get(url("campaign", workspace, campaign.pk, platform="ios")), "funnel"), "Stage")
     assert funnel["Targeted"]["People"] == 3  # alice, bob, grace
     assert funnel["Sent (received)"]["People"] == 2
     google = Segment.objects.create(
@@ -193,7 +193,7 @@ def test_campaign_filtered_by_platform_and_segment(
         name="From Google",
         definition={"all": [{"type": "acquisition", "field": "source", "op": "eq", "value": "google"}]},
     )
-    response = browser.get(url("campaign", workspace, campaign.pk, segment=google.pk))
+    response = reader.get(url("campaign", workspace, campaign.pk, segment=google.pk))
     funnel = by(rows(response, "funnel"), "Stage")
     assert [funnel[s]["People"] for s in ("Targeted", "Sent (received)", "Opened", "Converted", "Bounced")] == [
         2,
@@ -206,42 +206,42 @@ def test_campaign_filtered_by_platform_and_segment(
 
 
 def test_campaign_numbers_link_to_the_people_behind_them(
-    browser: Client, workspace: Workspace, scenario: dict[str, Any]
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
 ) -> None:
     campaign = scenario["campaign"]
-    response = browser.get(url("campaign", workspace, campaign.pk))
+    response = reader.get(url("campaign", workspace, campaign.pk))
     table = response.context["page"].table("variant_funnel")
     row = next(r for r in table.rows if r[0].value == "Variant A")
     converted_link = row[table.headers.index("Converted")].link
-    people = browser.get(converted_link)
+    people = reader.get(converted_link)
     assert people.status_code == 200
     assert [r[1] for r in people.context["result"].rows] == ["alice"]
     opened = next(r for r in response.context["page"].table("funnel").rows if r[0].value == "Opened")[1].link
-    assert sorted(r[1] for r in browser.get(opened).context["result"].rows) == ["alice", "carol"]
+    assert sorted(r[1] for r in reader.get(opened).context["result"].rows) == ["alice", "carol"]
     control = next(r for r in table.rows if r[0].value == "Control group")
-    control_converted = browser.get(control[table.headers.index("Converted")].link)
+    control_converted = reader.get(control[table.headers.index("Converted")].link)
     assert [r[1] for r in control_converted.context["result"].rows] == ["erin"]
 
 
-def test_every_table_exports_to_csv(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+def test_every_table_exports_to_csv(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
     campaign = scenario["campaign"]
-    page = browser.get(url("campaign", workspace, campaign.pk)).context["page"]
+    page = reader.get(url("campaign", workspace, campaign.pk)).context["page"]
     for section in page.sections:
-        response = browser.get(url("campaign", workspace, campaign.pk, export=section.table.id))
+        response = reader.get(url("campaign", workspace, campaign.pk, export=section.table.id))
         assert response.status_code == 200
         assert response["Content-Type"].startswith("text/csv")
         lines = list(csv.reader(io.StringIO(response.content.decode())))
         assert lines[0] == section.table.headers
         assert len(lines) == len(section.table.rows) + 1
     funnel = list(
-        csv.reader(io.StringIO(browser.get(url("campaign", workspace, campaign.pk, export="funnel")).content.decode()))
+        csv.reader(io.StringIO(reader.get(url("campaign", workspace, campaign.pk, export="funnel")).content.decode()))
     )
     assert funnel[2][:2] == ["Sent (received)", "3"]
 
 
-def test_people_list_exports_to_csv(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+def test_people_list_exports_to_csv(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
     campaign = scenario["campaign"]
-    response = browser.get(
+    response = reader.get(
         url("people", workspace, list="campaign", campaign=campaign.pk, metric="sent", export="csv", **FEB_MAR)
     )
     lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))  # type: ignore[arg-type]
@@ -249,16 +249,16 @@ def test_people_list_exports_to_csv(browser: Client, workspace: Workspace, scena
     assert sorted(line[1] for line in lines[1:]) == ["alice", "bob", "carol"]
 
 
-def test_an_unknown_people_list_is_not_found(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    assert browser.get(url("people", workspace, list="nonsense")).status_code == 404
-    assert browser.get(url("people", workspace, list="campaign", campaign="x", metric="sent")).status_code == 404
+def test_an_unknown_people_list_is_not_found(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    assert reader.get(url("people", workspace, list="nonsense")).status_code == 404
+    assert reader.get(url("people", workspace, list="campaign", campaign="x", metric="sent")).status_code == 404
 
 
 # --- retention -------------------------------------------------------------------------------------
 
 
-def test_weekly_cohorts(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    response = browser.get(url("retention", workspace, grain="week", **FEB_MAR))
+def test_weekly_cohorts(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    response = reader.get(url("retention", workspace, grain="week", **FEB_MAR))
     cohorts = by(rows(response, "cohorts"), "Cohort")
     first = cohorts["2030-02-04"]
     assert first["People"] == 3  # alice, bob, carol
@@ -269,26 +269,26 @@ def test_weekly_cohorts(browser: Client, workspace: Workspace, scenario: dict[st
     assert [cohorts["2030-02-18"][f"Week {n}"] for n in range(3)] == [1.0, 1.0, 0.0]  # grace
 
 
-def test_monthly_cohorts(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    cohorts = by(rows(browser.get(url("retention", workspace, grain="month", **FEB_MAR)), "cohorts"), "Cohort")
+def test_monthly_cohorts(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    cohorts = by(rows(reader.get(url("retention", workspace, grain="month", **FEB_MAR)), "cohorts"), "Cohort")
     february = cohorts["2030-02-01"]
     assert february["People"] == 7
     assert february["Month 1"] == round(4 / 7, 4)  # alice, dan, frank, grace were back in March
 
 
-def test_a_retention_cell_links_to_its_people(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    response = browser.get(url("retention", workspace, grain="week", **FEB_MAR))
+def test_a_retention_cell_links_to_its_people(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    response = reader.get(url("retention", workspace, grain="week", **FEB_MAR))
     table = response.context["page"].table("cohorts")
     row = next(r for r in table.rows if r[0].value == "2030-02-04")
-    week_one = browser.get(row[table.headers.index("Week 1")].link)
+    week_one = reader.get(row[table.headers.index("Week 1")].link)
     assert [r[1] for r in week_one.context["result"].rows] == ["alice"]
 
 
 def test_campaign_retention_against_the_control_group(
-    browser: Client, workspace: Workspace, scenario: dict[str, Any]
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
 ) -> None:
     campaign = scenario["campaign"]
-    response = browser.get(url("retention", workspace, grain="week", campaign=campaign.pk, period=0, **FEB_MAR))
+    response = reader.get(url("retention", workspace, grain="week", campaign=campaign.pk, period=0, **FEB_MAR))
     groups = by(rows(response, "campaign_retention"), "Group")
     # Recipients alice, bob (from Feb 14) and carol (Feb 15); control erin and frank (Feb 15).
     assert groups["All recipients"]["People"] == 3
@@ -302,13 +302,13 @@ def test_campaign_retention_against_the_control_group(
 
 
 def test_campaign_retention_filtered_by_segment_reads_the_same_way(
-    browser: Client, workspace: Workspace, scenario: dict[str, Any]
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
 ) -> None:
     campaign = scenario["campaign"]
     everyone = Segment.objects.create(workspace=workspace, name="Everyone", definition={"all": []})
-    plain = rows(browser.get(url("retention", workspace, grain="week", campaign=campaign.pk)), "campaign_retention")
+    plain = rows(reader.get(url("retention", workspace, grain="week", campaign=campaign.pk)), "campaign_retention")
     live = rows(
-        browser.get(url("retention", workspace, grain="week", campaign=campaign.pk, segment=everyone.pk)),
+        reader.get(url("retention", workspace, grain="week", campaign=campaign.pk, segment=everyone.pk)),
         "campaign_retention",
     )
     assert plain == live
@@ -319,8 +319,8 @@ def test_campaign_retention_filtered_by_segment_reads_the_same_way(
 STEPS = "Application Opened\nAccount Created\nOrder Completed"
 
 
-def test_funnel_steps_and_times(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    funnel = by(rows(browser.get(url("funnel", workspace, steps=STEPS, **FEB_MAR)), "funnel"), "Event")
+def test_funnel_steps_and_times(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    funnel = by(rows(reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR)), "funnel"), "Event")
     assert [funnel[e]["People"] for e in STEPS.split("\n")] == [7, 5, 3]
     assert funnel["Account Created"]["Conversion from previous step"] == round(5 / 7, 4)
     assert funnel["Order Completed"]["Overall conversion"] == round(3 / 7, 4)
@@ -330,33 +330,31 @@ def test_funnel_steps_and_times(browser: Client, workspace: Workspace, scenario:
     assert funnel["Order Completed"]["Median time from previous step"] == 12 * 86400
 
 
-def test_funnel_split_by_source_and_by_campaign(
-    browser: Client, workspace: Workspace, scenario: dict[str, Any]
-) -> None:
+def test_funnel_split_by_source_and_by_campaign(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
     by_source = by(
-        rows(browser.get(url("funnel", workspace, steps=STEPS, split="source", **FEB_MAR)), "split"),
+        rows(reader.get(url("funnel", workspace, steps=STEPS, split="source", **FEB_MAR)), "split"),
         "Acquisition source",
     )
     assert [by_source["google"][f"{i}. {s}"] for i, s in enumerate(STEPS.split("\n"), 1)] == [3, 2, 1]
     assert [by_source["facebook"][f"{i}. {s}"] for i, s in enumerate(STEPS.split("\n"), 1)] == [2, 2, 1]
     assert [by_source["(none)"][f"{i}. {s}"] for i, s in enumerate(STEPS.split("\n"), 1)] == [2, 1, 1]
     campaign = scenario["campaign"]
-    response = browser.get(url("funnel", workspace, steps=STEPS, split="campaign", campaign=campaign.pk, **FEB_MAR))
+    response = reader.get(url("funnel", workspace, steps=STEPS, split="campaign", campaign=campaign.pk, **FEB_MAR))
     by_campaign = by(rows(response, "split"), "Campaign received")
     assert [by_campaign["received"][f"{i}. {s}"] for i, s in enumerate(STEPS.split("\n"), 1)] == [3, 3, 1]
     assert [by_campaign["control group"][f"{i}. {s}"] for i, s in enumerate(STEPS.split("\n"), 1)] == [2, 1, 1]
     assert [by_campaign["targeted, not sent"][f"{i}. {s}"] for i, s in enumerate(STEPS.split("\n"), 1)] == [2, 1, 1]
     step_three = response.context["page"].table("split")
     row = next(r for r in step_three.rows if r[0].value == "control group")
-    people = browser.get(row[3].link)
+    people = reader.get(row[3].link)
     assert [r[1] for r in people.context["result"].rows] == ["frank"]
 
 
 # --- channels and sources --------------------------------------------------------------------------
 
 
-def test_channels_and_sources(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    response = browser.get(url("channels", workspace, **FEB_MAR))
+def test_channels_and_sources(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    response = reader.get(url("channels", workspace, **FEB_MAR))
     channels = by(rows(response, "channels"), "Channel")
     assert (channels["email"]["Sent"], channels["email"]["Converted"]) == (2, 1)
     assert (channels["push"]["Sent"], channels["push"]["Converted"]) == (2, 1)
@@ -371,8 +369,8 @@ def test_channels_and_sources(browser: Client, workspace: Workspace, scenario: d
 # --- overview --------------------------------------------------------------------------------------
 
 
-def test_overview_active_people(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    response = browser.get(url("overview", workspace, **FEB_MAR))
+def test_overview_active_people(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    response = reader.get(url("overview", workspace, **FEB_MAR))
     active = by(rows(response, "active"), "Day")
     assert [active["2030-03-03"][k] for k in ("Daily active", "Weekly active", "Monthly active")] == [2, 3, 7]
     assert [active["2030-03-04"][k] for k in ("Daily active", "Weekly active", "Monthly active")] == [1, 4, 7]
@@ -390,33 +388,33 @@ def test_overview_active_people(browser: Client, workspace: Workspace, scenario:
 
 
 def test_overview_filtered_by_segment_and_platform(
-    browser: Client, workspace: Workspace, scenario: dict[str, Any]
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
 ) -> None:
     google = Segment.objects.create(
         workspace=workspace,
         name="From Google",
         definition={"all": [{"type": "acquisition", "field": "source", "op": "eq", "value": "google"}]},
     )
-    active = by(rows(browser.get(url("overview", workspace, segment=google.pk, **FEB_MAR)), "active"), "Day")
+    active = by(rows(reader.get(url("overview", workspace, segment=google.pk, **FEB_MAR)), "active"), "Day")
     assert [active["2030-03-04"][k] for k in ("Daily active", "Weekly active", "Monthly active")] == [0, 1, 3]
-    ios = by(rows(browser.get(url("overview", workspace, platform="ios", **FEB_MAR)), "active"), "Day")
+    ios = by(rows(reader.get(url("overview", workspace, platform="ios", **FEB_MAR)), "active"), "Day")
     # alice, bob, frank, grace are on iOS; on Mar 4: frank that day, alice/frank/grace that week.
     assert [ios["2030-03-04"][k] for k in ("Daily active", "Weekly active", "Monthly active")] == [1, 3, 4]
 
 
-def test_overview_daily_active_links_to_people(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    table = browser.get(url("overview", workspace, **FEB_MAR)).context["page"].table("active")
+def test_overview_daily_active_links_to_people(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    table = reader.get(url("overview", workspace, **FEB_MAR)).context["page"].table("active")
     row = next(r for r in table.rows if r[0].value == "2030-03-03")
-    people = browser.get(row[1].link)
+    people = reader.get(row[1].link)
     assert sorted(r[1] for r in people.context["result"].rows) == ["alice", "dan"]
 
 
-def test_every_page_renders_with_no_data_yet(browser: Client, workspace: Workspace) -> None:
+def test_every_page_renders_with_no_data_yet(reader: Client, workspace: Workspace) -> None:
     for name in ("overview", "campaigns", "retention", "funnel", "channels"):
-        assert browser.get(url(name, workspace)).status_code == 200, name
+        assert reader.get(url(name, workspace)).status_code == 200, name
 
 
-def test_invalid_filters_are_explained(browser: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
-    response = browser.get(url("overview", workspace, start="2030-03-04", end="2030-02-01"))
+def test_invalid_filters_are_explained(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    response = reader.get(url("overview", workspace, start="2030-03-04", end="2030-02-01"))
     assert response.status_code == 200
     assert "The end of the range is before its start." in response.content.decode()
