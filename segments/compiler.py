@@ -27,8 +27,11 @@ and frozen-time tests, agree. Days are UTC days.
 from __future__ import annotations
 
 import calendar
+import json
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -66,6 +69,20 @@ Mode = Literal["set", "single"]
 
 EARTH_RADIUS_KM = 6371.0088
 _NULLABLE_STRING_COLUMNS = frozenset({"external_id"})
+# Columns every writer stores in one case: ISO codes and choices, canonicalised by
+# profiles.traits.normalize_traits (the intake, the REST API, imports and the admin form all go
+# through it). Equality and membership compare them exactly with the marketer's value put in that
+# case, which keeps the comparison case-insensitive without lowering the column on every row (and
+# lets an index serve it). Other string columns are lowered on both sides.
+_CANONICAL_CASE = {
+    "country": str.upper,
+    "language": str.lower,
+    "platform": str.lower,
+    "gender": str.lower,
+    "email_subscription": str.lower,
+    "push_subscription": str.lower,
+    "sms_subscription": str.lower,
+}
 _JSON_READERS = {
     "string": "segments_json_text",
     "number": "segments_json_number",
@@ -152,6 +169,30 @@ def _lowered(values: Sequence[str]) -> Sql:
     return q("ARRAY(SELECT lower(x) FROM unnest({}::text[]) AS x)", list(values))
 
 
+def _array_includes(array: Sql, values: Sequence[str]) -> Sql:
+    """Does the JSON array hold any of ``values``, compared case-insensitively as text?
+
+    Written without a subquery over the elements (a correlated subplan per profile costs several
+    microseconds each, and keeps the whole scan out of parallel workers): the array's JSON text is
+    lowered and read back as JSON (lower() never produces a quote or a backslash, so it stays valid),
+    then tested for containment of each lowered value. A string element matches a value that equals
+    it in any case; a number or boolean element matches the value that spells it ("42", "true"),
+    as it would compared as text."""
+    needles: list[str] = []
+    for value in values:
+        needles.append(json.dumps([value], ensure_ascii=False))
+        if _JSON_NUMBER.fullmatch(value):
+            needles.append(f"[{value}]")
+        elif value.lower() in ("true", "false"):
+            needles.append(f"[{value.lower()}]")
+    return q(
+        "lower(({})::text)::jsonb @> ANY(ARRAY(SELECT lower(x)::jsonb FROM unnest({}::text[]) AS x))", array, needles
+    )
+
+
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,30})(?:\.[0-9]{1,30})?")
+
+
 # --- the compiler --------------------------------------------------------------------------------
 
 
@@ -161,9 +202,13 @@ class Compiler:
     now: datetime
     mode: Mode = "set"
     alias: str = "p"
+    # True: every condition compiles to a definite boolean (never NULL), so the result may be used
+    # anywhere, negated or selected. False: the result is only ever used as a WHERE clause (or read
+    # with NULL meaning "no"); see ``definite``.
+    definite_booleans: bool = True
     _aliases: int = 0
     _stack: list[int] = field(default_factory=list)
-    _lifecycle: LifecycleSettings | None = None
+    _negations: int = 0
 
     @property
     def today(self) -> date:
@@ -188,13 +233,47 @@ class Compiler:
         return self.condition(node)
 
     def group(self, group: Group) -> Sql:
+        if group.kind == "none":
+            # Written as AND of NOTs, so each negated EXISTS can become an anti join.
+            with self.negated():
+                parts = [self.node(child) for child in group.children]
+            return q("({})", join(" AND ", [q("NOT {}", part) for part in parts])) if parts else TRUE
         parts = [self.node(child) for child in group.children]
         if group.kind == "all":
             return q("({})", join(" AND ", parts)) if parts else TRUE
-        if group.kind == "any":
-            return q("({})", join(" OR ", parts)) if parts else FALSE
-        # "none": written as AND of NOTs, so each negated EXISTS can become an anti join.
-        return q("({})", join(" AND ", [q("NOT {}", part) for part in parts])) if parts else TRUE
+        return q("({})", join(" OR ", parts)) if parts else FALSE
+
+    @contextmanager
+    def negated(self) -> Iterator[None]:
+        """Compile what follows for use under a NOT."""
+        self._negations += 1
+        try:
+            yield
+        finally:
+            self._negations -= 1
+
+    @contextmanager
+    def own_where(self) -> Iterator[None]:
+        """Compile what follows for the WHERE clause of a subquery of its own (a NOT around the
+        subquery does not reach inside it)."""
+        negations, self._negations = self._negations, 0
+        try:
+            yield
+        finally:
+            self._negations = negations
+
+    def definite(self, predicate: Sql) -> Sql:
+        """``predicate`` as a definite boolean where that matters.
+
+        A comparison with NULL (an unknown country, no date of birth) is NULL. In a WHERE clause
+        NULL drops the row as FALSE would, and AND and OR keep that equivalence; only a NOT tells
+        them apart (NOT NULL is still NULL). So the COALESCE that makes a condition FALSE instead
+        of NULL is needed only under a NOT (or when the caller asked for definite booleans). Left
+        out elsewhere, each comparison stays a separate qual that PostgreSQL costs on its own and
+        checks cheapest first (a COALESCE around several comparisons is one opaque qual)."""
+        if self.definite_booleans or self._negations:
+            return _not_null(predicate)
+        return predicate
 
     def condition(self, condition: Condition) -> Sql:
         compile_ = getattr(self, f"_{type(condition).__name__}")
@@ -204,9 +283,10 @@ class Compiler:
     # comparisons on a scalar SQL expression
 
     def compare(self, expr: Sql, comparison: Comparison) -> Sql:
-        """A non-NULL boolean: ``comparison`` applied to ``expr`` (which may be NULL)."""
-        predicate = _not_null(self._positive(expr, comparison))
-        return q("NOT {}", predicate) if comparison.negate else predicate
+        """``comparison`` applied to ``expr`` (which may be NULL), as ``definite`` says."""
+        if comparison.negate:
+            return q("NOT {}", _not_null(self._positive(expr, comparison)))
+        return self.definite(self._positive(expr, comparison))
 
     def _positive(self, expr: Sql, comparison: Comparison) -> Sql:
         kind, op, value = comparison.kind, comparison.op, comparison.value
@@ -239,13 +319,7 @@ class Compiler:
             if op == "exists":
                 return q("jsonb_array_length({}) > 0", expr)
             if op == "includes":
-                element = self.fresh("el")
-                return q(
-                    f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({{}}) AS {element}(v)"
-                    f" WHERE lower({element}.v) = ANY({{}}))",
-                    expr,
-                    _lowered(value),
-                )
+                return _array_includes(expr, value)
         elif kind == "date":
             return self._date(expr, op, value)
         elif kind == "datetime":
@@ -335,6 +409,16 @@ class Compiler:
 
     def _AttributeCondition(self, c: AttributeCondition) -> Sql:
         expr = self.column(c.column)
+        canonical = _CANONICAL_CASE.get(c.column)
+        if canonical is not None and c.comparison.op in ("eq", "one_of"):
+            op, value = c.comparison.op, c.comparison.value
+            predicate = (
+                q("{} = {}::text", expr, canonical(value))
+                if op == "eq"
+                else q("{} = ANY({}::text[])", expr, [canonical(item) for item in value])
+            )
+            # The column is NOT NULL: the predicate is never NULL, and its negation is exact.
+            return q("NOT ({})", predicate) if c.comparison.negate else q("({})", predicate)
         if c.column in _NULLABLE_STRING_COLUMNS:
             expr = q("COALESCE({}, '')", expr)
         if c.comparison.kind == "semver" and c.comparison.op == "exists":
@@ -373,8 +457,9 @@ class Compiler:
                 parts.append(q("{} > {}", dob, earliest))
             if high < 0:
                 parts.append(FALSE)
-        predicate = _not_null(join(" AND ", parts))
-        return q("NOT {}", predicate) if c.comparison.negate else predicate
+        if c.comparison.negate:
+            return q("NOT {}", _not_null(join(" AND ", parts)))
+        return self.definite(join(" AND ", parts))
 
     def _born_by(self, years: int) -> date | None:
         """The latest date of birth of someone at least ``years`` old today; None if nobody can be."""
@@ -390,12 +475,12 @@ class Compiler:
     def _BirthdayCondition(self, c: BirthdayCondition) -> Sql:
         dob = self.column("date_of_birth")
         if c.op == "in_month":
-            return _not_null(q("EXTRACT(MONTH FROM {}) = {}", dob, c.month))
+            return self.definite(q("EXTRACT(MONTH FROM {}) = {}", dob, c.month))
         if c.op == "on":
             days = [c.month * 100 + c.day]
         else:
             days = birthday_month_days(self.today, 0 if c.op == "today" else c.days)
-        return _not_null(
+        return self.definite(
             q("(EXTRACT(MONTH FROM {}) * 100 + EXTRACT(DAY FROM {}))::integer = ANY({}::integer[])", dob, dob, days)
         )
 
@@ -416,7 +501,7 @@ class Compiler:
             lon,
             c.longitude,
         )
-        return _not_null(
+        return self.definite(
             q(
                 "{} BETWEEN {}::float8 AND {}::float8 AND {} IS NOT NULL AND {} <= {}::float8",
                 lat,
@@ -437,31 +522,39 @@ class Compiler:
         return exists if c.enabled else q("NOT {}", exists)
 
     def _LifecycleStageCondition(self, c: LifecycleStageCondition) -> Sql:
-        settings = self.lifecycle_settings()
         first_seen, last_seen = self.column("first_seen"), self.column("last_seen")
-        new_since = self.now - timedelta(days=settings.new_days)
-        active_since = self.now - timedelta(days=settings.lapsed_after_days)
-        lapsed_since = self.now - timedelta(days=settings.churned_after_days)
-        is_new = _not_null(q("{} >= {}", first_seen, new_since))
-        stages = {
-            "new": is_new,
-            "active": q("(NOT {} AND {})", is_new, _not_null(q("{} >= {}", last_seen, active_since))),
-            "lapsed": q(
-                "(NOT {} AND {})",
-                is_new,
-                _not_null(q("{} < {} AND {} >= {}", last_seen, active_since, last_seen, lapsed_since)),
-            ),
-            "churned": q("(NOT {} AND {})", is_new, _not_null(q("{} < {}", last_seen, lapsed_since))),
-        }
+        new_since = self._lifecycle_since("new_days", LifecycleSettings.DEFAULT_NEW_DAYS)
+        active_since = self._lifecycle_since("lapsed_after_days", LifecycleSettings.DEFAULT_LAPSED_AFTER_DAYS)
+        lapsed_since = self._lifecycle_since("churned_after_days", LifecycleSettings.DEFAULT_CHURNED_AFTER_DAYS)
+        with self.negated() if c.negate else nullcontext():
+            # "Not new" is a NOT of its own: first seen must be known and recent to be new.
+            not_new = q("NOT {}", _not_null(q("{} >= {}", first_seen, new_since)))
+            stages = {
+                "new": self.definite(q("{} >= {}", first_seen, new_since)),
+                "active": q("({} AND {})", not_new, self.definite(q("{} >= {}", last_seen, active_since))),
+                "lapsed": q(
+                    "({} AND {})",
+                    not_new,
+                    self.definite(q("{} < {} AND {} >= {}", last_seen, active_since, last_seen, lapsed_since)),
+                ),
+                "churned": q("({} AND {})", not_new, self.definite(q("{} < {}", last_seen, lapsed_since))),
+            }
         predicate = q("({})", join(" OR ", [stages[stage] for stage in c.stages]))
         return q("NOT {}", predicate) if c.negate else predicate
 
-    def lifecycle_settings(self) -> LifecycleSettings:
-        if self._lifecycle is None:
-            from .selectors import lifecycle_settings_for  # selectors import this module
-
-            self._lifecycle = lifecycle_settings_for(workspace_id=self.workspace_id)
-        return self._lifecycle
+    def _lifecycle_since(self, threshold: str, default: int) -> Sql:
+        """``now`` minus the workspace's threshold in days, read by the query itself (an uncorrelated
+        subquery, evaluated once) rather than by a query of its own: the single-profile check stays
+        one round trip. Without a settings row, the default."""
+        # One scalar subquery around the whole expression, so it is computed once (an InitPlan), not
+        # subtracted again for every profile.
+        return q(
+            f"(SELECT {{}}::timestamptz - make_interval(days => COALESCE(max(ls.{threshold}), {{}}))"
+            " FROM segments_lifecyclesettings ls WHERE ls.workspace_id = {})",
+            self.now,
+            default,
+            self.workspace_id,
+        )
 
     # behaviour: events
 
@@ -474,6 +567,8 @@ class Compiler:
                 return None
             if c.properties:
                 return self._event_members_with_properties(c, start, end, comparison, minimum)
+            if _holds_for_every_positive_count(comparison) and _rollup_decides_presence(start, end):
+                return self._event_performers(c.event, start, end)
             return self._event_members(c.event, start, end, comparison)
 
         return self._aggregate(c.comparison, members)
@@ -482,50 +577,95 @@ class Compiler:
         """FROM/WHERE over the rollup rows of ``event`` on the days the window touches."""
         parts = [q(f"segments_eventdailycount {r} WHERE {r}.name = {{}}", event), self._scope(r)]
         if start is not None:
-            parts.append(q(f" AND {r}.day >= {{}}", start.astimezone(UTC).date()))
+            parts.append(q(f" AND {r}.day >= {{}}", _first_day(start)))
         if end is not None:
-            parts.append(q(f" AND {r}.day <= {{}}", (end - timedelta(microseconds=1)).astimezone(UTC).date()))
+            parts.append(q(f" AND {r}.day <= {{}}", _last_day(end)))
+        return join("", parts)
+
+    def _event_performers(self, event: str, start: datetime | None, end: datetime | None) -> Sql:
+        """People who did ``event`` at least once in the window, from the rollup alone: a day's row
+        has an event inside the window exactly when its last event is at or after the start and its
+        first is before the end (when start and end are on different days; see
+        ``_rollup_decides_presence``). No grouping and no recount; a person may be listed once per
+        day, which the EXISTS around it does not mind."""
+        r = self.fresh("r")
+        parts = [q(f"SELECT {r}.profile_id FROM {{}}", self._rollup_rows(r, event, start, end))]
+        if start is not None:
+            parts.append(q(f" AND {r}.last_at >= {{}}", start))
+        if end is not None:
+            parts.append(q(f" AND {r}.first_at < {{}}", end))
         return join("", parts)
 
     def _event_members(self, event: str, start: datetime | None, end: datetime | None, comparison: Comparison) -> Sql:
-        r = self.fresh("r")
-        count = self._rollup_count(r, start, end)
-        return q(
-            f"SELECT {r}.profile_id FROM {{}} GROUP BY {r}.profile_id HAVING {{}}",
+        """People whose count of ``event`` in the window satisfies ``comparison``.
+
+        Days wholly inside the window count in full from the rollup; only the rows of the window's
+        first or last day with events on both sides of the boundary are recounted, by joining that
+        person's events of that day (an index range on (profile, timestamp)). Both parts are plain
+        scans and joins, not a subquery per rollup row, so the planner estimates them for what they
+        are (a correlated recount is costed as if it ran for every row, which skews every plan
+        around it) and may scan the rollup in parallel."""
+        if start is None and end is None:
+            r = self.fresh("r")
+            return q(
+                f"SELECT {r}.profile_id FROM {{}} GROUP BY {r}.profile_id HAVING {{}}",
+                self._rollup_rows(r, event, None, None),
+                self._aggregate_predicate(Sql(f"SUM({r}.count)"), comparison),
+            )
+        r, b, e, x = self.fresh("r"), self.fresh("b"), self.fresh("e"), self.fresh("x")
+        inside_r = self._inside(r, start, end)
+        boundary_days = [day for day in (_first_day(start) if start else None, _last_day(end) if end else None) if day]
+        straddling = q(
+            f"{b}.name = {{}}{{}} AND {b}.day = ANY({{}}::date[]) AND NOT ({{}}) AND NOT ({{}})",
+            event,
+            self._scope(b),
+            boundary_days,
+            self._inside(b, start, end),
+            self._outside(b, start, end),
+        )
+        event_bounds = [
+            Sql(f"{e}.profile_id = {b}.profile_id AND {e}.name = {b}.name"),
+            Sql(f"{e}.timestamp >= ({b}.day::timestamp AT TIME ZONE 'UTC')"),
+            Sql(f"{e}.timestamp < (({b}.day + 1)::timestamp AT TIME ZONE 'UTC')"),
+        ]
+        if start is not None:
+            event_bounds.append(q(f"{e}.timestamp >= {{}}", start))
+        if end is not None:
+            event_bounds.append(q(f"{e}.timestamp < {{}}", end))
+        counted = q(
+            f"SELECT {r}.profile_id, {r}.count AS n FROM {{}} AND {{}}"
+            f" UNION ALL SELECT {b}.profile_id, 1 FROM segments_eventdailycount {b}"
+            f" JOIN profiles_event {e} ON {{}} WHERE {{}}",
             self._rollup_rows(r, event, start, end),
-            self._aggregate_predicate(q("SUM({})", count), comparison),
+            inside_r,
+            join(" AND ", event_bounds),
+            straddling,
+        )
+        return q(
+            f"SELECT {x}.profile_id FROM ({{}}) AS {x} GROUP BY {x}.profile_id HAVING {{}}",
+            counted,
+            self._aggregate_predicate(Sql(f"SUM({x}.n)"), comparison),
         )
 
-    def _rollup_count(self, r: str, start: datetime | None, end: datetime | None) -> Sql:
-        """One rollup row's events inside the window. Days wholly inside count in full, days wholly
-        outside not at all; only a day the window starts or ends in, with events on both sides of
-        the boundary, is recounted from the events themselves (an index range on one profile)."""
-        if start is None and end is None:
-            return Sql(f"{r}.count")
-        inside, outside, bounds = [], [], []
+    @staticmethod
+    def _inside(r: str, start: datetime | None, end: datetime | None) -> Sql:
+        """The rollup row's events all fall inside the window."""
+        parts = [TRUE]
         if start is not None:
-            inside.append(q(f"{r}.first_at >= {{}}", start))
-            outside.append(q(f"{r}.last_at < {{}}", start))
+            parts.append(q(f"{r}.first_at >= {{}}", start))
         if end is not None:
-            inside.append(q(f"{r}.last_at < {{}}", end))
-            outside.append(q(f"{r}.first_at >= {{}}", end))
-        e = self.fresh("e")
+            parts.append(q(f"{r}.last_at < {{}}", end))
+        return join(" AND ", parts)
+
+    @staticmethod
+    def _outside(r: str, start: datetime | None, end: datetime | None) -> Sql:
+        """The rollup row's events all fall outside the window."""
+        parts = [FALSE]
         if start is not None:
-            bounds.append(q(f" AND {e}.timestamp >= {{}}", start))
+            parts.append(q(f"{r}.last_at < {{}}", start))
         if end is not None:
-            bounds.append(q(f" AND {e}.timestamp < {{}}", end))
-        recount = q(
-            f"(SELECT count(*) FROM profiles_event {e} WHERE {e}.profile_id = {r}.profile_id AND {e}.name = {r}.name"
-            f" AND {e}.timestamp >= ({r}.day::timestamp AT TIME ZONE 'UTC')"
-            f" AND {e}.timestamp < (({r}.day + 1)::timestamp AT TIME ZONE 'UTC'){{}})",
-            join("", bounds),
-        )
-        return q(
-            f"CASE WHEN {{}} THEN {r}.count WHEN {{}} THEN 0 ELSE {{}} END",
-            join(" AND ", inside),
-            join(" OR ", outside),
-            recount,
-        )
+            parts.append(q(f"{r}.first_at >= {{}}", end))
+        return join(" OR ", parts)
 
     def _event_members_with_properties(
         self, c: EventCountCondition, start: datetime | None, end: datetime | None, comparison: Comparison, minimum: int
@@ -544,7 +684,8 @@ class Compiler:
             filters.append(q(f"{e}.timestamp >= {{}}", start))
         if end is not None:
             filters.append(q(f"{e}.timestamp < {{}}", end))
-        filters.extend(self._property(Sql(f"{e}.properties"), prop) for prop in c.properties)
+        with self.own_where():
+            filters.extend(self._property(Sql(f"{e}.properties"), prop) for prop in c.properties)
         count = q(f"(SELECT count(*) FROM profiles_event {e} WHERE {{}})", join(" AND ", filters))
         return q(
             f"SELECT {m}.profile_id FROM ({{}}) AS {m} WHERE {{}}",
@@ -641,6 +782,30 @@ class Compiler:
             self._stack.pop()
 
 
+def _first_day(start: datetime) -> date:
+    return start.astimezone(UTC).date()
+
+
+def _last_day(end: datetime) -> date:
+    """The UTC day of the last instant before the (exclusive) ``end``."""
+    return (end - timedelta(microseconds=1)).astimezone(UTC).date()
+
+
+def _holds_for_every_positive_count(comparison: Comparison) -> bool:
+    """Does ``comparison`` hold for every count >= 1 (it is "at least once")? Past the largest
+    threshold every comparison is constant, so a short scan decides it."""
+    value = comparison.value
+    largest = max(value) if isinstance(value, tuple) else value
+    return all(_number_holds(comparison, Decimal(n)) for n in range(1, int(largest) + 3))
+
+
+def _rollup_decides_presence(start: datetime | None, end: datetime | None) -> bool:
+    """Can the rollup alone say whether someone did an event in the window? Yes unless the window
+    starts and ends inside the same day: a row of that day with events before the start and after
+    the end may or may not have one in between."""
+    return start is None or end is None or _first_day(start) != _last_day(end)
+
+
 def _smallest_positive_count(comparison: Comparison) -> int | None:
     """The smallest count >= 1 that satisfies ``comparison``, or None when none does. Past the
     largest threshold every comparison is constant, so a short scan decides it."""
@@ -675,10 +840,18 @@ def compile_where(
     mode: Mode = "set",
     alias: str = "p",
     segment_id: int | None = None,
+    definite: bool = True,
 ) -> Sql:
-    """The definition as a boolean SQL expression over the profile row ``alias``."""
+    """The definition as a boolean SQL expression over the profile row ``alias``.
+
+    With ``definite`` (the default) it is never NULL, so it may be negated, selected or combined
+    freely. ``definite=False`` is for a caller that uses it only as a WHERE clause, or reads NULL
+    as "not in the segment": it may then be NULL where it would be FALSE, which lets PostgreSQL
+    check its comparisons one by one, cheapest first (see ``Compiler.definite``)."""
     root = definition if isinstance(definition, Group) else parse_definition(definition)
-    compiler = Compiler(workspace_id=workspace_id, now=now or timezone.now(), mode=mode, alias=alias)
+    compiler = Compiler(
+        workspace_id=workspace_id, now=now or timezone.now(), mode=mode, alias=alias, definite_booleans=definite
+    )
     if segment_id is not None:
         compiler._stack.append(segment_id)
     return compiler.group(root)
@@ -686,14 +859,22 @@ def compile_where(
 
 def members_query(segment: Segment, *, now: datetime | None = None) -> Sql:
     """``SELECT p.id FROM profiles_profile p WHERE <in segment>`` (the set evaluator)."""
-    where = compile_where(segment.definition, workspace_id=segment.workspace_id, now=now, segment_id=segment.pk)
+    where = compile_where(
+        segment.definition, workspace_id=segment.workspace_id, now=now, segment_id=segment.pk, definite=False
+    )
     return q("SELECT p.id FROM profiles_profile p WHERE p.workspace_id = {} AND {}", segment.workspace_id, where)
 
 
 def single_profile_query(segment: Segment, *, profile_id: int, now: datetime | None = None) -> Sql:
-    """One row with one boolean, or no row if the profile is not in the segment's workspace."""
+    """One row with one boolean (NULL meaning no), or no row if the profile is not in the
+    segment's workspace."""
     where = compile_where(
-        segment.definition, workspace_id=segment.workspace_id, now=now, mode="single", segment_id=segment.pk
+        segment.definition,
+        workspace_id=segment.workspace_id,
+        now=now,
+        mode="single",
+        segment_id=segment.pk,
+        definite=False,
     )
     return q(
         "SELECT {} FROM profiles_profile p WHERE p.id = {} AND p.workspace_id = {}",

@@ -81,7 +81,9 @@ def segment_member_rows(
     if unknown or not columns or columns[0] != "id":
         raise ValueError(f"member columns must start with id and come from MEMBER_COLUMNS; got {list(columns)}")
     limit = max(1, min(limit, MAX_PAGE))
-    where = compile_where(segment.definition, workspace_id=segment.workspace_id, now=now, segment_id=segment.pk)
+    where = compile_where(
+        segment.definition, workspace_id=segment.workspace_id, now=now, segment_id=segment.pk, definite=False
+    )
     select = ", ".join(f"p.{column}" for column in columns)
     # Column names come from MEMBER_COLUMNS only (checked above); values are parameters.
     template = f"SELECT {select} FROM profiles_profile p WHERE p.workspace_id = {{}} AND p.id > {{}} AND {{}}"  # noqa: S608
@@ -141,7 +143,7 @@ def definition_size(
             return cached
     started = time.perf_counter()
     computed_at = timezone.now()
-    where = compile_where(definition, workspace_id=workspace_id, now=computed_at, segment_id=segment_id)
+    where = compile_where(definition, workspace_id=workspace_id, now=computed_at, segment_id=segment_id, definite=False)
     rows = run_set_query(
         q("SELECT count(*) FROM profiles_profile p WHERE p.workspace_id = {} AND {}", workspace_id, where)
     )
@@ -154,7 +156,7 @@ def definition_preview(
     *, workspace_id: int, definition: Any, segment_id: int | None = None, limit: int = 20
 ) -> list[Profile]:
     """The first ``limit`` matching profiles in id order (newest ids last), for the builder."""
-    where = compile_where(definition, workspace_id=workspace_id, segment_id=segment_id)
+    where = compile_where(definition, workspace_id=workspace_id, segment_id=segment_id, definite=False)
     ids = [
         row[0]
         for row in run_set_query(

@@ -118,6 +118,28 @@ def test_custom_attributes_by_type(workspace: Workspace, members: Members) -> No
     assert custom("array", "tags", "blank") == {"free", "odd", "none"}
 
 
+def test_array_includes_compares_elements_as_text_in_any_case(workspace: Workspace, members: Members) -> None:
+    make_profile(workspace, "numbers", custom_attributes={"codes": [42, 7.5, True, None]})
+    make_profile(workspace, "quotes", custom_attributes={"codes": ['Say "Hi"', "back\\slash", "Ünïcode", "snowshoes"]})
+    make_profile(workspace, "nested", custom_attributes={"codes": [["shoes"], {"shoes": 1}]})
+
+    def includes(*values: str) -> set[str]:
+        return members(
+            {"type": "custom_attribute", "attribute": "codes", "data_type": "array", "op": "includes",
+             "value": list(values)}
+        )  # fmt: skip
+
+    assert includes("42") == {"numbers"}
+    assert includes("7.5") == {"numbers"}
+    assert includes("TRUE") == {"numbers"}
+    assert includes("null") == set()
+    assert includes('say "hi"') == {"quotes"}
+    assert includes("BACK\\SLASH") == {"quotes"}
+    assert includes("üNÏCODE") == {"quotes"}
+    assert includes("shoes") == set(), "a whole element, not part of one or of a nested value"
+    assert includes("43", "snowshoes") == {"quotes"}
+
+
 def test_age_counts_whole_years_as_of_today(workspace: Workspace, members: Members) -> None:
     # Today is 2026-03-15.
     make_profile(workspace, "13-today", date_of_birth=date(2013, 3, 15))

@@ -55,7 +55,9 @@ purchase_rows = st.tuples(
 people = st.lists(
     st.fixed_dictionaries(
         {
-            "country": st.sampled_from(["US", "us", "FR", ""]),
+            # As every writer stores countries (normalize_traits): upper-case codes. Conditions on them
+            # still take the value in any case.
+            "country": st.sampled_from(["US", "FR", ""]),
             "region": st.sampled_from(["Mississippi", "Texas", ""]),
             "language": st.sampled_from(["en", "fr", ""]),
             "time_zone": st.sampled_from(["America/Chicago", "Europe/Paris", ""]),
