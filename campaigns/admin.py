@@ -15,7 +15,6 @@ variant's messages are also listed with the per-channel field hints.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -161,26 +160,17 @@ class CampaignForm(forms.ModelForm):
         return data
 
     def _check_trigger_rules(self, data: dict[str, Any]) -> None:
-        """The triggered-campaign fields, checked by the trigger engine's own parsers."""
-        try:
-            from .services import trigger_rules
-        except ImportError:  # pragma: no cover - the trigger engine is not installed
-            return
-        checks: list[tuple[str, Callable[[Any], tuple[Any, list[str]]]]] = [
-            ("triggers", trigger_rules.parse_triggers),
-            ("delay", trigger_rules.parse_delay),
-            ("conversion_events", trigger_rules.parse_conversions),
-        ]
-        for name, parse in checks:
-            if name in data and data[name] not in (None, "", [], {}):
-                _, problems = parse(data[name])
-                for problem in problems:
-                    self.add_error(name, problem)
-        if data.get("exception_events"):
-            triggers, _ = trigger_rules.parse_triggers(data.get("triggers") or [])
-            _, problems = trigger_rules.parse_exceptions(data["exception_events"], triggers=triggers)
-            for problem in problems:
-                self.add_error("exception_events", problem)
+        """The triggered-campaign fields, checked by the trigger engine's own parser; each problem
+        goes to the field its path names."""
+        from .services.trigger_rules import rules_problems
+
+        names = ("triggers", "delay", "exception_events", "conversion_events")
+        problems = rules_problems(**{name: data.get(name) or None for name in names})
+        for problem in problems:
+            field = next((name for name in names if problem.startswith(name)), None)
+            if field is None and problem.startswith("conversion"):
+                field = "conversion_events"
+            self.add_error(field if field in self.fields else None, problem)
 
     # JSON fields left empty are stored as the model's empty values, not null.
     def clean_triggers(self) -> Any:

@@ -187,7 +187,16 @@ def campaign_launch_problems(*, campaign: Campaign, now: datetime | None = None)
             problems.append("recurrence_ends_at: the recurrence ends before the first send")
         if campaign.schedule_timing == ScheduleTiming.BEST_TIME and not 0 <= campaign.default_send_hour <= 23:
             problems.append("default_send_hour: must be an hour from 0 to 23")
-    elif campaign.delivery_type == DeliveryType.ACTION:
+    if campaign.delivery_type != DeliveryType.SCHEDULED or campaign.conversion_events:
+        from .trigger_rules import rules_problems  # the trigger engine's own parser
+
+        problems += rules_problems(
+            triggers=campaign.triggers if campaign.delivery_type == DeliveryType.ACTION else None,
+            delay=campaign.delay or None,
+            exception_events=campaign.exception_events or None,
+            conversion_events=campaign.conversion_events or None,
+        )
+    if campaign.delivery_type == DeliveryType.ACTION:
         if not campaign.triggers:
             problems.append("triggers: an action-based campaign needs at least one trigger")
         if campaign.ends_at is not None and campaign.ends_at <= now:
