@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, cast
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache
 from drf_spectacular.types import OpenApiTypes
@@ -79,6 +80,10 @@ class SegmentParser(BaseParser):
         request.intake_body_size = len(body)
         if not body.strip():
             raise exceptions.ParseError("request body is empty; expected a JSON object")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # orjson refuses some valid JSON (integers beyond 64 bits): let json decide
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
@@ -55,7 +56,12 @@ def _json_default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
+    """JSON for a query parameter. orjson is several times faster than the json module on the
+    intake's rows; the json module remains for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, default=_json_default).decode()
+    except TypeError:
+        return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
 def _decode_row(columns: list[str], values: Iterable[Any]) -> ProfileRow:
