@@ -6,7 +6,7 @@ It starts, against a fresh PostgreSQL database and the project's Redis: gunicorn
 creates a workspace with people who have push tokens (through the intake) and a running campaign
 triggered by ``Bench Trigger`` with no delay. Then, for ``--duration`` seconds, it posts background
 events (``Product Viewed``, batches of 100) at ``--background-rate`` events/s and single trigger
-events at ``--trigger-rate``/s, each for a different person, and finally reads back, per trigger:
+events at ``--trigger-rate``/s (default 5), each for a different person, and reads back, per trigger:
 
     event received_at (the intake) -> delivery created (trigger matching) -> claimed (the sender)
     -> dispatch sent_at (handed to the transport, the provider answered)
@@ -342,7 +342,9 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms"
 
 
-def report(rows: list[Row], load: Load, args: argparse.Namespace, stored_background: int) -> bool:
+def report(
+    rows: list[Row], load: Load, args: argparse.Namespace, stored_background: int, machine: tuple[float, float]
+) -> bool:
     sent = [row for row in rows if row.sent_at is not None]
     latencies = sorted((row.sent_at - row.received_at).total_seconds() for row in sent if row.sent_at)
     stages = {
@@ -360,6 +362,8 @@ def report(rows: list[Row], load: Load, args: argparse.Namespace, stored_backgro
         "Load",
         [
             ("duration", f"{args.duration:.0f} s"),
+            # Other work on the machine slows everything here: say how busy it was.
+            ("machine", f"{os.cpu_count()} CPUs, load average {machine[0]:.1f} before, {machine[1]:.1f} after"),
             ("background events stored", f"{fmt_int(stored_background)} ({stored_background / args.duration:,.0f}/s)"),
             ("trigger events posted", fmt_int(len(load.posted_triggers))),
             ("trigger events stored", fmt_int(len(rows))),
@@ -383,10 +387,10 @@ def report(rows: list[Row], load: Load, args: argparse.Namespace, stored_backgro
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=30.0, help="Seconds of load (default 30).")
-    parser.add_argument("--trigger-rate", type=float, default=20.0, help="Trigger events per second (default 20).")
+    parser.add_argument("--trigger-rate", type=float, default=5.0, help="Trigger events per second (default 5).")
     parser.add_argument("--background-rate", type=float, default=1000.0, help="Background events/s (default 1000).")
     parser.add_argument("--people", type=int, default=2000, help="People with push tokens (default 2000).")
-    parser.add_argument("--web-workers", type=int, default=4, help="gunicorn workers (default 4).")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (default 2).")
     parser.add_argument("--concurrency", type=int, default=4, help="Celery worker processes (default 4).")
     parser.add_argument("--database-url", help="PostgreSQL server to use (default: $DATABASE_URL, else embedded).")
     parser.add_argument("--keep-database", action="store_true", help=f"Leave the {DATABASE} database afterwards.")
@@ -436,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"load for {args.duration:.0f}s: {args.background_rate:,.0f} background events/s, "
                         f"{args.trigger_rate:g} triggers/s"
                     )
+                    load_before = os.getloadavg()[0]
                     for thread in threads:
                         thread.start()
                     try:
@@ -449,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     from profiles.models import Event
 
                     stored = Event.objects.filter(workspace_id=workspace_id, name=BACKGROUND_EVENT).count()
-                ok = report(rows, load, args, stored)
+                    load_after = os.getloadavg()[0]
+                ok = report(rows, load, args, stored, (load_before, load_after))
         finally:
             from django.db import connections
 
