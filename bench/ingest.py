@@ -994,7 +994,9 @@ def run_once(args: argparse.Namespace, services: Services, worker_class: str, wo
                     log(f"py-spy failed: {err.decode(errors='replace').strip()[:300]}")
                 files.append(path)
             profile = summarize_py_spy(files, args.profile_top)
-            profile.mode = "on CPU" if args.py_spy == "cpu" else "wall time, waits included"
+            # py-spy drops the samples of threads it sees idle; a thread blocked in send() or poll()
+            # inside psycopg can still count as busy, so "cpu" is an upper bound for those frames.
+            profile.mode = "idle threads dropped" if args.py_spy == "cpu" else "wall time, waits included"
             log(f"py-spy: {profile.samples} samples; collapsed stacks in {OUT_DIR / 'py-spy'} (speedscope opens them)")
 
         copy = CopyResult(0, 0.0, 0)
@@ -1118,7 +1120,7 @@ def print_report(report: RunReport) -> None:
         if other_cores > 0.2:
             print(
                 f"WARNING: other processes kept {other_cores:.2f} cores busy during the run: these figures "
-                "understate what the machine can do; rerun when it is quiet (the CPU per event holds)."
+                "understate what the machine can do; rerun when it is quiet (CPU per event suffers less, but some)."
             )
     if report.copy_rows:
         ratio = report.stored_per_second / report.copy_rows_per_second if report.copy_rows_per_second else 0.0
