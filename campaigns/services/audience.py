@@ -10,9 +10,9 @@ so the audience means exactly what the same segments mean everywhere else (one c
 evaluator, one single-profile check), and a launch selects it in one query.
 """
 
-
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -161,6 +161,25 @@ def profile_in_audience(*, campaign: Campaign, profile_id: int, now: datetime | 
         cursor.execute(sql.text, sql.params)
         row = cursor.fetchone()
     return bool(row and row[0])
+
+
+def audience_members_among(*, campaign: Campaign, profile_ids: Iterable[int], now: datetime | None = None) -> set[int]:
+    """Which of ``profile_ids`` are in the audience now: one query for the lot (the single-profile
+    form of the definition, correlated on each row, so it reads only these people's rows)."""
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return set()
+    if audience_definition(campaign) is None:
+        return set(ids) if campaign.delivery_type != DeliveryType.SCHEDULED else set()
+    sql = q(
+        "SELECT p.id FROM profiles_profile p WHERE p.id = ANY({}) AND p.workspace_id = {} AND {}",
+        ids,
+        campaign.workspace_id,
+        audience_where(campaign, now=now or timezone.now(), mode="single"),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql.text, sql.params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def audience_explain(*, campaign: Campaign, profile_id: int, now: datetime | None = None) -> list[str]:

@@ -61,7 +61,7 @@ from ..models import (
     QuietHoursAction,
     Variant,
 )
-from .audience import profile_in_audience
+from .audience import audience_members_among
 from .controls import (
     CapCounts,
     cap_counts,
@@ -345,8 +345,9 @@ def delivery_send_batch(*, delivery_ids: Sequence[int], now: datetime | None = N
 
     outcomes: dict[int, Outcome] = {}
     plans: list[_Plan] = []
+    outside = _outside_audience(deliveries, now)
     for delivery in deliveries:
-        outcome = _precheck(delivery, now)
+        outcome = _precheck(delivery, now, outside)
         if outcome is not None:
             outcomes[delivery.pk] = outcome
             continue
@@ -371,7 +372,29 @@ def delivery_send_batch(*, delivery_ids: Sequence[int], now: datetime | None = N
     return BatchResult(counts=dict(counts))
 
 
-def _precheck(delivery: Delivery, now: datetime) -> Outcome | None:
+def _needs_recheck(delivery: Delivery) -> bool:
+    """Triggered sends and later steps look at the audience again when they fall due (the person
+    may have left it since); a scheduled occurrence's main step was selected moments ago."""
+    campaign = delivery.campaign
+    return campaign.recheck_audience and (
+        campaign.delivery_type == DeliveryType.ACTION or delivery.step_key != MAIN_STEP
+    )
+
+
+def _outside_audience(deliveries: Sequence[Delivery], now: datetime) -> set[int]:
+    """Ids of the deliveries whose person is no longer in the audience: one query per campaign."""
+    by_campaign: dict[int, list[Delivery]] = defaultdict(list)
+    for delivery in deliveries:
+        if delivery.campaign.status == CampaignStatus.RUNNING and _needs_recheck(delivery):
+            by_campaign[delivery.campaign_id].append(delivery)
+    outside: set[int] = set()
+    for group in by_campaign.values():
+        inside = audience_members_among(campaign=group[0].campaign, profile_ids=[d.profile_id for d in group], now=now)
+        outside |= {d.pk for d in group if d.profile_id not in inside}
+    return outside
+
+
+def _precheck(delivery: Delivery, now: datetime, outside: set[int]) -> Outcome | None:
     """The campaign's state and the audience: an outcome when the delivery goes no further."""
     campaign = delivery.campaign
     if campaign.status == CampaignStatus.STOPPED:
@@ -383,10 +406,7 @@ def _precheck(delivery: Delivery, now: datetime) -> Outcome | None:
         return Outcome(DeliveryStatus.SKIPPED, REASON_ENDED)
     if delivery.variant_id is None:
         return Outcome(DeliveryStatus.SKIPPED, REASON_VARIANT_GONE)
-    recheck = campaign.recheck_audience and (
-        campaign.delivery_type == DeliveryType.ACTION or delivery.step_key != MAIN_STEP
-    )
-    if recheck and not profile_in_audience(campaign=campaign, profile_id=delivery.profile_id, now=now):
+    if delivery.pk in outside:
         return Outcome(DeliveryStatus.SKIPPED, REASON_LEFT_AUDIENCE)
     return None
 
