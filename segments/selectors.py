@@ -33,12 +33,15 @@ MAX_PAGE = 10_000
 SET_QUERY_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 
-def run_set_query(sql: Sql) -> list[tuple[Any, ...]]:
+def run_set_query(sql: Sql, *, timeout_ms: int | None = None) -> list[tuple[Any, ...]]:
     """Run a query built on ``members_query`` / ``compile_where(mode="set")`` over a whole workspace
-    with the settings such queries need (see above), and return its rows."""
+    with the settings such queries need (see above), and return its rows. With ``timeout_ms``, a
+    query running longer is cancelled (``django.db.OperationalError``)."""
     with transaction.atomic(), connection.cursor() as cursor:
         for setting in SET_QUERY_SETTINGS:
             cursor.execute(setting)
+        if timeout_ms is not None:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(timeout_ms)}ms"])
         cursor.execute(sql.text, sql.params)
         return cursor.fetchall()
 
@@ -127,6 +130,7 @@ def definition_size(
     definition: Any,
     segment_id: int | None = None,
     max_age: int = SIZE_CACHE_SECONDS,
+    timeout_ms: int | None = None,
 ) -> SizeEstimate:
     """How many profiles a definition (saved or a draft) matches, reusing a count computed at most
     ``max_age`` seconds ago for the same workspace and definition (0: always count now).
@@ -145,7 +149,8 @@ def definition_size(
     computed_at = timezone.now()
     where = compile_where(definition, workspace_id=workspace_id, now=computed_at, segment_id=segment_id, definite=False)
     rows = run_set_query(
-        q("SELECT count(*) FROM profiles_profile p WHERE p.workspace_id = {} AND {}", workspace_id, where)
+        q("SELECT count(*) FROM profiles_profile p WHERE p.workspace_id = {} AND {}", workspace_id, where),
+        timeout_ms=timeout_ms,
     )
     estimate = SizeEstimate(int(rows[0][0]), computed_at, (time.perf_counter() - started) * 1000)
     cache.set(key, estimate, timeout=max(SIZE_CACHE_SECONDS, max_age))
@@ -153,7 +158,12 @@ def definition_size(
 
 
 def definition_preview(
-    *, workspace_id: int, definition: Any, segment_id: int | None = None, limit: int = 20
+    *,
+    workspace_id: int,
+    definition: Any,
+    segment_id: int | None = None,
+    limit: int = 20,
+    timeout_ms: int | None = None,
 ) -> list[Profile]:
     """The first ``limit`` matching profiles in id order (newest ids last), for the builder."""
     where = compile_where(definition, workspace_id=workspace_id, segment_id=segment_id, definite=False)
@@ -165,7 +175,8 @@ def definition_preview(
                 workspace_id,
                 where,
                 limit,
-            )
+            ),
+            timeout_ms=timeout_ms,
         )
     ]
     return list(Profile.objects.filter(pk__in=ids).order_by("pk"))

@@ -67,17 +67,28 @@ def _path_between(start: int, goal: int, graph: dict[int, set[int]]) -> list[int
     return None
 
 
+def segment_definition_problems(*, workspace_id: int, definition: Any, segment: Segment | None = None) -> list[Problem]:
+    """Every problem of ``definition``, each naming its node (like ``all[2].any[0]``) and the rule
+    broken: structure, values, and segment references that do not exist or would make a cycle
+    (``segment`` is the one being changed, None for a new one). Empty when it may be saved."""
+    try:
+        return _reference_problems(definition, workspace_id=workspace_id, segment=segment)
+    except DefinitionError as error:
+        return error.problems
+
+
 def segment_definition_check(*, workspace_id: int, definition: Any, segment: Segment | None = None) -> None:
     """Raise ``ValidationError({"definition": [...]})`` listing every problem of ``definition``
-    (each names the node, like ``all[2].any[0]``, and the rule broken): structure, values, and
-    segment references that do not exist or would make a cycle (``segment`` is the one being
-    changed, None for a new one)."""
-    try:
-        problems = _reference_problems(definition, workspace_id=workspace_id, segment=segment)
-    except DefinitionError as error:
-        problems = error.problems
+    (see ``segment_definition_problems``)."""
+    problems = segment_definition_problems(workspace_id=workspace_id, definition=definition, segment=segment)
     if problems:
         raise ValidationError({"definition": [str(problem) for problem in problems]})
+
+
+def segment_name_check(*, workspace_id: int, name: str, segment: Segment | None = None) -> str:
+    """The name, stripped; ``ValidationError({"name": [...]})`` if it is empty or taken in the
+    workspace (``segment`` is the one being renamed)."""
+    return _check_name(workspace_id=workspace_id, name=name, segment=segment)
 
 
 def _check_name(*, workspace_id: int, name: str, segment: Segment | None) -> str:
