@@ -105,11 +105,24 @@ def backing_services(database_url: str | None) -> Iterator[Services]:
                 redis_layout = Layout.for_data_dir(data_dir / "bench")
                 log(f"Redis: starting an embedded server for the benchmark ({redis_layout.redis_socket})")
                 redis_pid = start_redis(supervisor, redis_layout).pid
+                _flush_redis(redis_layout.redis_socket)
                 broker = broker or redis_layout.broker_url
                 cache = cache or redis_layout.cache_url
         except StartupError as error:
             raise BenchError(f"could not start a backing service: {error}") from None
         yield Services(database_url=url, broker_url=broker, cache_url=cache, redis_pid=redis_pid)
+
+
+def _flush_redis(socket_path: Path) -> None:
+    """Empty the benchmark's own Redis: nothing consumes the tasks a run enqueues, and its
+    append-only file would otherwise carry them into every later run."""
+    import redis
+
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=10)
+    try:
+        client.flushall()
+    finally:
+        client.close()
 
 
 def with_database(url: str, name: str) -> str:
