@@ -13,6 +13,7 @@ import http.client
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -73,14 +74,15 @@ def backing_services(database_url: str | None) -> Iterator[Services]:
     """PostgreSQL and Redis as a deployment has them. PostgreSQL: ``database_url`` (--database-url),
     else $DATABASE_URL, else the embedded server as ``./run`` runs it (reused if a ``./run`` has it
     up, else started here with the same settings). Redis: $CELERY_BROKER_URL / $CACHE_URL if set,
-    else an embedded Redis of the benchmark's own (under ``.data/bench``), as ``./run`` would start.
+    else an embedded Redis of this run's own (under ``.data/bench``), as ``./run`` would start it.
     Whatever is started here is stopped on the way out."""
     sys.path.insert(0, str(BASE_DIR))
     from scripts.embedded import Layout, postgres_ready, start_postgres, start_redis
     from scripts.processes import StartupError, Supervisor
 
     data_dir = Path(os.environ.get("ENGAGE_DATA_DIR") or BASE_DIR / ".data")
-    with Supervisor() as supervisor:
+    # Exits run in reverse: the supervisor stops the servers, then their directories go.
+    with contextlib.ExitStack() as stack, Supervisor() as supervisor:
         # The supervisor's handlers only set a flag its own loops poll; the benchmark's loops do not,
         # so interrupts go back to raising (and leaving the ``with`` still stops the servers).
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -102,27 +104,18 @@ def backing_services(database_url: str | None) -> Iterator[Services]:
             redis_pid = None
             if not broker or not cache:
                 # A Redis of the benchmark's own: never the queues of a running ./run.
-                redis_layout = Layout.for_data_dir(data_dir / "bench")
+                # One per run, in a directory of its own that goes afterwards: two benchmarks running
+                # at once never share a socket, and nothing enqueued (never consumed) outlives the run.
+                redis_dir = data_dir / "bench" / f"redis-{os.getpid()}"
+                redis_layout = Layout.for_data_dir(redis_dir)
+                stack.callback(shutil.rmtree, redis_dir, ignore_errors=True)
                 log(f"Redis: starting an embedded server for the benchmark ({redis_layout.redis_socket})")
                 redis_pid = start_redis(supervisor, redis_layout).pid
-                _flush_redis(redis_layout.redis_socket)
                 broker = broker or redis_layout.broker_url
                 cache = cache or redis_layout.cache_url
         except StartupError as error:
             raise BenchError(f"could not start a backing service: {error}") from None
         yield Services(database_url=url, broker_url=broker, cache_url=cache, redis_pid=redis_pid)
-
-
-def _flush_redis(socket_path: Path) -> None:
-    """Empty the benchmark's own Redis: nothing consumes the tasks a run enqueues, and its
-    append-only file would otherwise carry them into every later run."""
-    import redis
-
-    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=10)
-    try:
-        client.flushall()
-    finally:
-        client.close()
 
 
 def with_database(url: str, name: str) -> str:
