@@ -1208,9 +1208,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "COPY of the same events for comparison. Loopback only; stops by itself and stops what it started."
         ),
         epilog=(
-            "PostgreSQL: --database-url, else $DATABASE_URL, else the embedded server of a running ./run. Only the "
-            "server is used: the benchmark drops and recreates its own database (--db-name) there. "
-            "Example: DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python -m bench.ingest"
+            "PostgreSQL: --database-url, else $DATABASE_URL, else the embedded server of a running ./run, else one "
+            "started as ./run would (and stopped afterwards). Only the server is used: the benchmark drops and "
+            "recreates its own database (--db-name) there. Redis (Celery broker, cache): $CELERY_BROKER_URL and "
+            "$CACHE_URL, else an embedded one for the run. Results vary with other load on the machine: see the "
+            "'other' row. Example: DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres "
+            ".venv/bin/python -m bench.ingest. More in docs/bench-ingest.md."
         ),
         formatter_class=_HelpFormatter,
     )
