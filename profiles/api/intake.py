@@ -105,7 +105,7 @@ class WriteKeyAuthentication(BaseAuthentication):
             raise exceptions.NotAuthenticated(
                 "a write key is required: HTTP Basic auth with the write key as user name, or writeKey in the body"
             )
-        app = App.objects.select_related("workspace").filter(write_key=key, is_active=True).first()
+        app = _app_for_write_key(key)
         if app is None:
             raise exceptions.AuthenticationFailed("unknown or disabled write key")
         return None, app
@@ -128,6 +128,25 @@ class WriteKeyAuthentication(BaseAuthentication):
         return 'Basic realm="intake"'
 
 
+# Write key -> (app or None, when looked up). Every intake request authenticates, and an SDK posts
+# many batches a second with the same key: a short in-process memory saves a query per request. A
+# disabled or rotated key keeps working for at most WRITE_KEY_CACHE_SECONDS in each web process.
+WRITE_KEY_CACHE_SECONDS = 10.0
+_write_keys: dict[str, tuple[App | None, float]] = {}
+
+
+def _app_for_write_key(key: str) -> App | None:
+    now = time.monotonic()
+    cached = _write_keys.get(key)
+    if cached is not None and now - cached[1] < WRITE_KEY_CACHE_SECONDS:
+        return cached[0]
+    app = App.objects.select_related("workspace").filter(write_key=key, is_active=True).first()
+    if len(_write_keys) > 10_000:  # keys seen are bounded by apps; this only guards memory
+        _write_keys.clear()
+    _write_keys[key] = (app, now)
+    return app
+
+
 def _check_rate(app: App) -> None:
     """A fixed one-second window per write key, counted in the shared cache. Answering 429 (never
     another 4xx) matters: SDKs keep the data and retry after ``Retry-After``."""
@@ -136,15 +155,21 @@ def _check_rate(app: App) -> None:
         return
     window = int(time.time())
     key = f"intake-rate:{app.pk}:{window}"
-    if cache.add(key, 1, timeout=5):
-        return
     try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=5)
+        count = cache.incr(key)  # one round trip in the steady state
+    except ValueError:  # the window's first request
+        if not cache.add(key, 1, timeout=5):
+            cache.incr(key)
         return
     if count > limit:
         raise exceptions.Throttled(wait=1, detail=f"more than {limit} requests per second for this write key")
+
+
+def _encoded(message: Any) -> bytes:
+    try:
+        return orjson.dumps(message)
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(message, separators=(",", ":")).encode()
 
 
 SUCCESS_EXAMPLE = OpenApiExample("Accepted", value={"success": True}, response_only=True)
@@ -225,7 +250,7 @@ class IntakeView(APIView):
         limit = settings.INTAKE_MAX_MESSAGE_BYTES
         if getattr(request, "intake_body_size", 0) <= limit:
             return set()  # no message can be larger than the whole body
-        return {i for i, m in enumerate(messages) if len(json.dumps(m, separators=(",", ":")).encode()) > limit}
+        return {i for i, m in enumerate(messages) if len(_encoded(m)) > limit}
 
     def perform_authentication(self, request: Request) -> None:
         # A CORS preflight carries no credentials; it must answer 200 so the browser sends the POST.

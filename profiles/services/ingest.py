@@ -322,8 +322,13 @@ def _store(app: App, messages: list[Message], received_at: datetime, result: Ing
 
         timeout = timedelta(minutes=settings.SESSION_TIMEOUT_MINUTES)
         sessions: list[tuple[Message, ProfileRow]] = []
-        for message, row in sorted(fresh, key=lambda pair: pair[0].timestamp):
-            if apply_message(row, message, app=app, session_timeout=timeout):
+        ordered = sorted(fresh, key=lambda pair: pair[0].timestamp)
+        # Context fields (locale, time zone, app version, location, ...) are "latest wins": only
+        # each profile's latest message that carries some is worth reading.
+        context_from = {row["id"]: message.message_id for message, row in ordered if _has_profile_context(message)}
+        for message, row in ordered:
+            with_context = context_from.get(row["id"]) == message.message_id
+            if apply_message(row, message, app=app, session_timeout=timeout, with_context=with_context):
                 sessions.append((session_event(message), row))
         if sessions:
             # Sessions are events too, so "sessions in the last N days" and "on session start"
@@ -398,7 +403,17 @@ def session_event(message: Message) -> Message:
     )
 
 
-def apply_message(row: ProfileRow, message: Message, *, app: App, session_timeout: timedelta) -> bool:
+_PROFILE_CONTEXT_KEYS = ("app", "os", "device", "locale", "timezone", "location", "ip")
+
+
+def _has_profile_context(message: Message) -> bool:
+    context = message.context
+    return any(key in context for key in _PROFILE_CONTEXT_KEYS)
+
+
+def apply_message(
+    row: ProfileRow, message: Message, *, app: App, session_timeout: timedelta, with_context: bool = True
+) -> bool:
     """Apply what one new event changes on its profile: activity, sessions, context, traits.
 
     Returns whether the event started a session."""
@@ -418,7 +433,7 @@ def apply_message(row: ProfileRow, message: Message, *, app: App, session_timeou
 
     context = message.context
     is_latest = previous_seen is None or ts >= previous_seen
-    if is_latest:
+    if with_context and is_latest:
         _apply_context(row, context, app)
     campaign = context.get("campaign")
     if isinstance(campaign, dict) and not any(row[f"utm_{k}"] for k in ("source", "medium", "campaign")):
@@ -494,16 +509,28 @@ def _apply_context(row: ProfileRow, context: dict[str, Any], app: App) -> None:
             row["last_ip"] = str(ipaddress.ip_address(ip))
 
 
+def _device_key(message: Message, app: App) -> str | None:
+    """The device a message came from: ``context.device.id``, else its push token, else (a browser
+    has no device id) ``browser:<anonymous id>`` for web apps; None for calls from no device."""
+    context = message.context
+    device = context.get("device")
+    if isinstance(device, dict):
+        device_id = _text(device.get("id")) or _text(device.get("token"), 4096)[:255]
+        if device_id:
+            return device_id
+    if app.platform == Platform.WEB and message.anonymous_id and context.get("userAgent"):
+        return f"browser:{message.anonymous_id}"
+    return None
+
+
 def _device_row(message: Message, row: ProfileRow, app: App) -> dict[str, Any] | None:
     context = message.context
+    device_id = _device_key(message, app)
+    if device_id is None:
+        return None
     device = context.get("device") if isinstance(context.get("device"), dict) else {}
     assert isinstance(device, dict)
     token = _text(device.get("token"), 4096)
-    device_id = _text(device.get("id")) or token[:255]
-    if not device_id and app.platform == Platform.WEB and message.anonymous_id and context.get("userAgent"):
-        device_id = f"browser:{message.anonymous_id}"  # a browser has no device id; its anonymous id is one
-    if not device_id:
-        return None
     os_context = context.get("os") if isinstance(context.get("os"), dict) else {}
     assert isinstance(os_context, dict)
     app_context = context.get("app") if isinstance(context.get("app"), dict) else {}
@@ -536,10 +563,16 @@ def _device_row(message: Message, row: ProfileRow, app: App) -> dict[str, Any] |
 
 
 def _upsert_devices(cursor: CursorWrapper, app: App, fresh: list[tuple[Message, ProfileRow]]) -> None:
-    latest: dict[str, dict[str, Any]] = {}
+    # Only each device's latest message is worth turning into a row (the upsert keeps the latest).
+    newest: dict[str, tuple[Message, ProfileRow]] = {}
     for message, row in fresh:
+        key = _device_key(message, app)
+        if key is not None and (key not in newest or message.timestamp >= newest[key][0].timestamp):
+            newest[key] = (message, row)
+    latest: dict[str, dict[str, Any]] = {}
+    for message, row in newest.values():
         device = _device_row(message, row, app)
-        if device is not None and (device["d"] not in latest or device["ts"] >= latest[device["d"]]["ts"]):
+        if device is not None:
             latest[device["d"]] = device
     if not latest:
         return

@@ -52,6 +52,20 @@ def test_inactive_app_is_refused(client: Client, app: App) -> None:
     assert response.status_code == 401
 
 
+def test_a_disabled_key_stops_working_within_the_cache_window(
+    client: Client, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from profiles.api import intake
+
+    assert batch(client, app, msg("track", userId="u", event="x")).status_code == 200
+    App.objects.filter(pk=app.pk).update(is_active=False)
+    # Within the window the web process still knows the key; past it, the key is refused.
+    assert batch(client, app, msg("track", userId="u", event="x")).status_code == 200
+    clock = intake.time.monotonic() + intake.WRITE_KEY_CACHE_SECONDS + 1
+    monkeypatch.setattr(intake.time, "monotonic", lambda: clock)
+    assert batch(client, app, msg("track", userId="u", event="x")).status_code == 401
+
+
 def test_write_key_in_body_with_text_plain_like_analytics_js(client: Client, app: App) -> None:
     body = {"writeKey": app.write_key, **msg("track", anonymousId="a1", event="Clicked")}
     response = post_json(client, "/v1/t", body, content_type="text/plain")
