@@ -36,7 +36,7 @@ from profiles.models import Workspace
 from .builder import catalog, problems_as_json
 from .charts import size_chart_svg
 from .definition import Problem
-from .models import LifecycleSettings, Segment, SegmentSizeSnapshot
+from .models import LifecycleSettings, Segment, SegmentSizeSnapshot, empty_definition
 from .selectors import (
     definition_preview,
     definition_size,
@@ -106,7 +106,7 @@ class DefinitionBuilderWidget(forms.Widget):
 class SegmentForm(forms.ModelForm):
     definition = forms.JSONField(
         widget=DefinitionBuilderWidget,
-        initial=dict,
+        initial=empty_definition,
         help_text="Add conditions and groups; the size and a preview follow as you go.",
     )
 

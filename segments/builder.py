@@ -71,7 +71,7 @@ def _comparison(kind: str, **extra: Any) -> dict[str, Any]:
 WINDOW = True
 COUNT_OPTIONAL = _comparison("count", optional=True)  # no op/value: "at least once"
 EVENT = _field("event", "event", "event")
-PRODUCTS_OPTIONAL = _field("products", "products", "products", required=False)
+PRODUCTS_OPTIONAL = _field("products", "of products", "products", required=False)
 MONTHS = [
     {"value": str(n), "label": name}
     for n, name in enumerate(

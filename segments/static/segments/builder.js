@@ -91,7 +91,8 @@
     var self = this;
     var parsed = this.parse(this.textarea.value);
     this.definition = parsed.ok && isGroup(parsed.value) ? parsed.value : { all: [] };
-    if (parsed.ok && !isGroup(parsed.value) && this.textarea.value.trim()) {
+    var empty = parsed.ok && parsed.value && typeof parsed.value === "object" && !Object.keys(parsed.value).length;
+    if (parsed.ok && !isGroup(parsed.value) && !empty && this.textarea.value.trim()) {
       this.showJsonError("The stored definition is not a group; starting from an empty one.");
     }
     this.textarea.hidden = true;
@@ -803,6 +804,7 @@
     var controller = window.AbortController ? new AbortController() : null;
     this.pending = controller;
     this.root.classList.add("sb-busy");
+    this.root.querySelector(".sb-preview-table").classList.add("sb-stale");
     sizeAge.textContent = "counting…";
     var signal = controller ? controller.signal : undefined;
     this.post(this.config.urls.estimate, signal).then(function (body) {
@@ -855,6 +857,7 @@
 
   Builder.prototype.showPreview = function (profiles, note) {
     var table = this.root.querySelector(".sb-preview-table");
+    table.classList.remove("sb-stale");
     var body = table.querySelector("tbody");
     var noteBox = this.root.querySelector(".sb-preview-note");
     body.textContent = "";
