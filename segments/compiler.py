@@ -559,6 +559,9 @@ class Compiler:
     # behaviour: events
 
     def _EventCountCondition(self, c: EventCountCondition) -> Sql:
+        return self._aggregate(c.comparison, self._event_count_members(c))
+
+    def _event_count_members(self, c: EventCountCondition) -> Callable[[Comparison], Sql | None]:
         start, end = c.window.bounds(self.now)
 
         def members(comparison: Comparison) -> Sql | None:
@@ -571,7 +574,7 @@ class Compiler:
                 return self._event_performers(c.event, start, end)
             return self._event_members(c.event, start, end, comparison)
 
-        return self._aggregate(c.comparison, members)
+        return members
 
     def _rollup_rows(self, r: str, event: str, start: datetime | None, end: datetime | None) -> Sql:
         """FROM/WHERE over the rollup rows of ``event`` on the days the window touches."""
@@ -731,6 +734,9 @@ class Compiler:
         return join("", parts)
 
     def _PurchaseCountCondition(self, c: PurchaseCountCondition) -> Sql:
+        return self._aggregate(c.comparison, self._purchase_count_members(c))
+
+    def _purchase_count_members(self, c: PurchaseCountCondition) -> Callable[[Comparison], Sql | None]:
         def members(comparison: Comparison) -> Sql | None:
             if _smallest_positive_count(comparison) is None:
                 return None
@@ -741,9 +747,12 @@ class Compiler:
                 self._aggregate_predicate(Sql("count(*)"), comparison),
             )
 
-        return self._aggregate(c.comparison, members)
+        return members
 
     def _MoneySpentCondition(self, c: MoneySpentCondition) -> Sql:
+        return self._aggregate(c.comparison, self._money_spent_members(c))
+
+    def _money_spent_members(self, c: MoneySpentCondition) -> Callable[[Comparison], Sql | None]:
         def members(comparison: Comparison) -> Sql | None:
             u = self.fresh("u")
             return q(
@@ -752,7 +761,24 @@ class Compiler:
                 self._aggregate_predicate(Sql(f"SUM({u}.price * {u}.quantity)"), comparison),
             )
 
-        return self._aggregate(c.comparison, members)
+        return members
+
+    def membership(self, condition: Condition) -> Sql | None:
+        """For a behavioural condition that only people with rows can meet (did E at least 3 times,
+        spent over $100), the subquery listing them (a person may be listed more than once); None
+        for any other condition."""
+        members: Callable[[Comparison], Sql | None]
+        if isinstance(condition, EventCountCondition):
+            members = self._event_count_members(condition)
+        elif isinstance(condition, PurchaseCountCondition):
+            members = self._purchase_count_members(condition)
+        elif isinstance(condition, MoneySpentCondition):
+            members = self._money_spent_members(condition)
+        else:
+            return None
+        if _number_holds(condition.comparison, Decimal(0)):
+            return None  # people without rows qualify too
+        return members(condition.comparison)
 
     def _PurchaseTimeCondition(self, c: PurchaseTimeCondition) -> Sql:
         u = self.fresh("u")
@@ -855,6 +881,31 @@ def compile_where(
     if segment_id is not None:
         compiler._stack.append(segment_id)
     return compiler.group(root)
+
+
+def count_query(
+    definition: Group | dict[str, Any], *, workspace_id: int, now: datetime | None = None, segment_id: int | None = None
+) -> Sql:
+    """``SELECT count(*)`` of the people a definition matches, in the cheapest exact form.
+
+    A definition that is one behavioural condition only people with rows can meet ("did E at
+    least 3 times in 30 days", "spent $200 in 90 days") is counted from that condition's people
+    alone, without a pass over the profiles: every rollup row and purchase belongs to a profile
+    of its own workspace (foreign keys on the events and purchases, which the intake and merges
+    write with their profile's workspace; the rollup is derived from the events). Anything else
+    counts the profiles the full expression matches."""
+    root = definition if isinstance(definition, Group) else parse_definition(definition)
+    compiler = Compiler(workspace_id=workspace_id, now=now or timezone.now(), definite_booleans=False)
+    if segment_id is not None:
+        compiler._stack.append(segment_id)
+    only = root.children[0] if root.kind == "all" and len(root.children) == 1 else None
+    if only is not None and not isinstance(only, Group):
+        members = compiler.membership(only)
+        if members is not None:
+            return q("SELECT count(*) FROM (SELECT DISTINCT m.profile_id FROM ({}) AS m) AS members", members)
+    return q(
+        "SELECT count(*) FROM profiles_profile p WHERE p.workspace_id = {} AND {}", workspace_id, compiler.group(root)
+    )
 
 
 def members_query(segment: Segment, *, now: datetime | None = None) -> Sql:

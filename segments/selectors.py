@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from profiles.models import Profile
 
-from .compiler import Sql, compile_where, members_query, q
+from .compiler import Sql, compile_where, count_query, members_query, q
 from .models import LifecycleSettings, Segment, SegmentSizeSnapshot
 
 DEFAULT_PAGE = 1000
@@ -48,8 +48,8 @@ def run_set_query(sql: Sql, *, timeout_ms: int | None = None) -> list[tuple[Any,
 
 def segment_size(*, segment: Segment, now: datetime | None = None) -> int:
     """How many profiles are in the segment now: one counting query."""
-    rows = run_set_query(q("SELECT count(*) FROM ({}) AS members", members_query(segment, now=now)))
-    return int(rows[0][0])
+    sql = count_query(segment.definition, workspace_id=segment.workspace_id, now=now, segment_id=segment.pk)
+    return int(run_set_query(sql)[0][0])
 
 
 def segment_members(
@@ -147,11 +147,8 @@ def definition_size(
             return cached
     started = time.perf_counter()
     computed_at = timezone.now()
-    where = compile_where(definition, workspace_id=workspace_id, now=computed_at, segment_id=segment_id, definite=False)
-    rows = run_set_query(
-        q("SELECT count(*) FROM profiles_profile p WHERE p.workspace_id = {} AND {}", workspace_id, where),
-        timeout_ms=timeout_ms,
-    )
+    sql = count_query(definition, workspace_id=workspace_id, now=computed_at, segment_id=segment_id)
+    rows = run_set_query(sql, timeout_ms=timeout_ms)
     estimate = SizeEstimate(int(rows[0][0]), computed_at, (time.perf_counter() - started) * 1000)
     cache.set(key, estimate, timeout=max(SIZE_CACHE_SECONDS, max_age))
     return estimate
