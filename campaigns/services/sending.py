@@ -44,6 +44,12 @@ from channels.models import Dispatch, DispatchStatus
 from channels.rendering import Aborted, RenderFailed, render_content
 from channels.services.addresses import Unreachable, resolve_addresses
 from channels.services.dispatch import dispatch_prepare, dispatch_send
+from channels.services.dispatch_batch import (
+    DispatchRequest,
+    SendManyResult,
+    dispatch_prepare_many,
+    dispatch_send_many,
+)
 from channels.transports.base import TransientError
 from profiles.engagement import PROP_CAMPAIGN_ID, PROP_CHANNEL, PROP_SEND_ID, PROP_VARIANT
 from profiles.models import Profile, Workspace
@@ -510,7 +516,7 @@ def _choose_and_prepare(
     free = [p for p in plans if p not in capped]
     for plan in free:
         _choose(plan, None)
-        _prepare(plan)
+    _prepare(free)
     by_workspace: dict[int, list[_Plan]] = defaultdict(list)
     for plan in capped:
         by_workspace[plan.delivery.workspace_id].append(plan)
@@ -524,10 +530,11 @@ def _choose_and_prepare(
                 now=now,
                 exclude_delivery_ids=[plan.delivery.pk for plan in group],
             )
-            reserve = []
             for plan in group:
                 _choose(plan, counts)
-                _prepare(plan)
+            _prepare(group)
+            reserve = []
+            for plan in group:
                 channels = [message.channel for message, _ in plan.chosen]
                 if channels:
                     reserve.append({"id": plan.delivery.pk, "c": channels})
@@ -568,52 +575,59 @@ def _metadata(delivery: Delivery, channel: str) -> dict[str, str]:
     }
 
 
-def _prepare(plan: _Plan) -> None:
-    delivery = plan.delivery
-    prepared: list[_Prepared] = []
-    for message, content in plan.chosen:
-        result = dispatch_prepare(
-            workspace_id=delivery.workspace_id,
-            profile=delivery.profile,
-            channel=message.channel,
-            content=content,
-            idempotency_key=f"delivery:{delivery.pk}:{message.pk}",
-            source=f"campaign:{delivery.campaign_id}",
-            metadata=_metadata(delivery, message.channel),
-            transactional=message.transactional,
-        )
-        if isinstance(result, Unreachable):
-            plan.skipped.append(f"{message.channel}: {result.reason}")
-            continue
-        prepared.append(_Prepared(message, result))
-    plan.prepared = prepared
+def _prepare(plans: list[_Plan]) -> None:
+    """Create the dispatches of every chosen message of these deliveries: one batch call."""
+    requests: list[DispatchRequest] = []
+    owners: list[tuple[_Plan, ChannelMessage]] = []
+    for plan in plans:
+        delivery = plan.delivery
+        for message, content in plan.chosen:
+            requests.append(
+                DispatchRequest(
+                    workspace_id=delivery.workspace_id,
+                    profile=delivery.profile,
+                    channel=message.channel,
+                    content=content,
+                    idempotency_key=f"delivery:{delivery.pk}:{message.pk}",
+                    source=f"campaign:{delivery.campaign_id}",
+                    metadata=_metadata(delivery, message.channel),
+                    transactional=message.transactional,
+                )
+            )
+            owners.append((plan, message))
+    if not requests:
+        return
+    for (plan, message), answer in zip(owners, dispatch_prepare_many(requests=requests), strict=True):
+        if isinstance(answer, Unreachable):
+            plan.skipped.append(f"{message.channel}: {answer.reason}")
+        else:
+            plan.prepared.append(_Prepared(message, answer))
 
 
 def _send(plans: list[_Plan], outcomes: dict[int, Outcome]) -> None:
-    """Hand every prepared dispatch to its provider (outside any transaction), then decide each
-    delivery's outcome from what its dispatches say."""
+    """Hand every pending dispatch of the batch to its provider in one batch call (outside any
+    transaction), then decide each delivery's outcome from what its dispatches say. Dispatches an
+    earlier run already sent are not sent again: they are read as they are."""
+    pending = [
+        str(dispatch.pk)
+        for plan in plans
+        for item in plan.prepared
+        for dispatch in item.dispatches
+        if dispatch.status == DispatchStatus.PENDING
+    ]
+    profiles = {plan.delivery.profile_id: plan.delivery.profile for plan in plans}
+    sent = dispatch_send_many(dispatch_ids=pending, profiles=profiles) if pending else SendManyResult()
     for plan in plans:
-        delivery = plan.delivery
-        prepared = plan.prepared
         transient: list[str] = []
         results: list[tuple[str, Dispatch]] = []
-        for item in prepared:
+        for item in plan.prepared:
             for dispatch in item.dispatches:
-                current = dispatch
-                if dispatch.status == DispatchStatus.PENDING:
-                    try:
-                        current = dispatch_send(dispatch_id=dispatch.pk)
-                    except TransientError as error:
-                        transient.append(f"{item.message.channel}: {error.code}: {error.message}")
-                        continue
-                    except Exception as error:  # recorded on the dispatch by channels; not retried
-                        logger.exception("dispatch %s of delivery %s failed", dispatch.pk, delivery.pk)
-                        current = Dispatch.objects.get(pk=dispatch.pk)
-                        if current.status not in TERMINAL_DISPATCH:
-                            plan.failed.append(f"{item.message.channel}: {type(error).__name__}: {error}")
-                            continue
-                results.append((item.message.channel, current))
-        outcomes[delivery.pk] = _decide(plan, results, transient)
+                error = sent.transient.get(str(dispatch.pk))
+                if error is not None:
+                    transient.append(f"{item.message.channel}: {error.code}: {error.message}")
+                    continue
+                results.append((item.message.channel, sent.dispatches.get(str(dispatch.pk), dispatch)))
+        outcomes[plan.delivery.pk] = _decide(plan, results, transient)
 
 
 def _decide(plan: _Plan, results: list[tuple[str, Dispatch]], transient: list[str]) -> Outcome:

@@ -77,20 +77,27 @@ def parse_webpush_subscription(token: str) -> dict[str, Any] | None:
 
 
 def resolve_addresses(
-    *, profile: Profile, channel: str, content: dict[str, Any], transactional: bool = False
+    *,
+    profile: Profile,
+    channel: str,
+    content: dict[str, Any],
+    transactional: bool = False,
+    email_provider: str | None = None,
 ) -> list[Address] | Unreachable:
     """The addresses ``channel`` sends ``profile`` to (one per device for push), or why none.
 
     Subscription state is honoured for marketing messages; ``transactional`` ones ignore the email
     and push states (a receipt still reaches someone who unsubscribed from newsletters). SMS always
-    honours an opt-out: after STOP, carriers and Twilio refuse every message.
+    honours an opt-out: after STOP, carriers and Twilio refuse every message. ``email_provider``
+    is the workspace's ``email_provider_kind`` when the caller already knows it (a batch asks once).
     """
     if channel == Channel.EMAIL:
         if not profile.email:
             return Unreachable(NO_EMAIL)
         if not transactional and _unsubscribed(profile.email_subscription):
             return Unreachable(EMAIL_UNSUBSCRIBED)
-        return [Address(profile.email, None, email_provider_kind(profile.workspace_id))]
+        kind = email_provider if email_provider is not None else email_provider_kind(profile.workspace_id)
+        return [Address(profile.email, None, kind)]
 
     if channel == Channel.PUSH:
         devices = list(
