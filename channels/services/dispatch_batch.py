@@ -4,9 +4,11 @@ over at once (the campaign sender's batch of deliveries).
 Same rules and same rows as ``channels.services.dispatch``: the same idempotency keys (the
 caller's key plus the address hash), the same claim (``pending -> sending``, one winner, committed
 before any provider is called), the same recording of outcomes, profile effects and engagement
-events. What changes is the cost: the database work is a few statements per batch instead of a
-dozen per message, and email goes over one SMTP (or ESP) connection per batch instead of one per
-message. ``dispatch_send`` stays the single-message path (tasks, the admin's test send).
+events. What changes is the cost: one claim per message (committed just before its provider call,
+so a worker that dies mid-batch loses nothing it had not reached) and a few statements per batch,
+instead of a dozen round trips per message; and email goes over one SMTP (or ESP) connection per
+batch instead of one per message. ``dispatch_send`` stays the single-message path (tasks, the
+admin's test send).
 
 Written by the campaigns sender's author to reach the send benchmark's target; the helpers it calls
 are ``channels.services.dispatch``'s own, so the two paths cannot drift apart in what they record.
@@ -143,40 +145,53 @@ class SendManyResult:
 
 
 # Outcomes are recorded every this many dispatches: a worker that dies mid-batch leaves at most this
-# many handed-over messages unrecorded (given up as "outcome unknown" by the sweep, never resent).
+# many handed-over messages unrecorded (given up as "outcome unknown" by channels' sweep: the
+# provider has them, they are never resent).
 RECORD_EVERY = 20
 
 
 def dispatch_send_many(
     *, dispatch_ids: Sequence[uuid.UUID | str], profiles: dict[int, Profile] | None = None
 ) -> SendManyResult:
-    """``dispatch_send`` for many dispatches: claim the pending ones in one statement (committed
-    before any provider is called), send them (email over one connection per provider config),
-    record what happened every ``RECORD_EVERY`` dispatches. Dispatches that are not pending are
-    left alone. Never raises for a provider's answer; must not run inside a transaction.
+    """``dispatch_send`` for many dispatches: each pending one is claimed (committed) just before
+    its provider call, email goes over one connection per provider config, and what happened is
+    recorded every ``RECORD_EVERY`` dispatches. Dispatches that are not pending are left alone.
+    Never raises for a provider's answer; must not run inside a transaction.
 
     ``profiles`` (by id) saves loading the people again for what the transports read of them."""
     ids = [str(pk) for pk in dispatch_ids]
     result = SendManyResult()
     if not ids:
         return result
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE channels_dispatch SET status = 'sending', attempts = attempts + 1, claimed_at = %s,"
-            " updated_at = %s WHERE id = ANY(%s::uuid[]) AND status = 'pending' RETURNING id",
-            [now, now, ids],
-        )
-        claimed = [str(row[0]) for row in cursor.fetchall()]
-    dispatches = list(Dispatch.objects.filter(pk__in=claimed).order_by("created_at", "id"))
+    dispatches = list(Dispatch.objects.filter(pk__in=ids, status=DispatchStatus.PENDING).order_by("created_at", "id"))
     for dispatch in dispatches:
         if profiles and dispatch.profile_id in profiles:
             dispatch.profile = profiles[dispatch.profile_id]
     sender = _Sender()
+    outcomes: dict[str, SendResult | Exception] = {}
+    handed: list[Dispatch] = []
     try:
-        for start in range(0, len(dispatches), RECORD_EVERY):
-            chunk = dispatches[start : start + RECORD_EVERY]
-            _record(chunk, {str(d.pk): sender.send(d) for d in chunk}, result)
+        with connection.cursor() as cursor:
+            for dispatch in dispatches:
+                # Claimed one by one, just before its provider call (autocommit: the claim is
+                # committed first): a worker that dies mid-batch leaves the dispatches it had not
+                # reached pending, to be sent by the next run, never lost.
+                now = timezone.now()
+                cursor.execute(
+                    "UPDATE channels_dispatch SET status = 'sending', attempts = attempts + 1, claimed_at = %s,"
+                    " updated_at = %s WHERE id = %s AND status = 'pending'",
+                    [now, now, dispatch.pk],
+                )
+                if cursor.rowcount != 1:
+                    continue  # another worker has it
+                dispatch.attempts += 1
+                dispatch.status = DispatchStatus.SENDING
+                outcomes[str(dispatch.pk)] = sender.send(dispatch)
+                handed.append(dispatch)
+                if len(handed) >= RECORD_EVERY:
+                    _record(handed, outcomes, result)
+                    handed = []
+        _record(handed, outcomes, result)
     finally:
         sender.close()
     for dispatch in Dispatch.objects.filter(pk__in=ids):
