@@ -604,10 +604,11 @@ class Compiler:
 
         Days wholly inside the window count in full from the rollup; only the rows of the window's
         first or last day with events on both sides of the boundary are recounted, by joining that
-        person's events of that day (an index range on (profile, timestamp)). Both parts are plain
-        scans and joins, not a subquery per rollup row, so the planner estimates them for what they
-        are (a correlated recount is costed as if it ran for every row, which skews every plan
-        around it) and may scan the rollup in parallel."""
+        person's events of that day (an index range on (profile, timestamp)), and added per person.
+        The rollup rows are grouped straight from the table, so the planner estimates the groups
+        from its statistics, and nothing runs once per rollup row: a correlated recount is costed
+        as if it did, which skews every plan around it and keeps the scan out of parallel workers.
+        """
         if start is None and end is None:
             r = self.fresh("r")
             return q(
@@ -615,16 +616,14 @@ class Compiler:
                 self._rollup_rows(r, event, None, None),
                 self._aggregate_predicate(Sql(f"SUM({r}.count)"), comparison),
             )
-        r, b, e, x = self.fresh("r"), self.fresh("b"), self.fresh("e"), self.fresh("x")
-        inside_r = self._inside(r, start, end)
+        r, b, e, g, x = self.fresh("r"), self.fresh("b"), self.fresh("e"), self.fresh("g"), self.fresh("x")
         boundary_days = [day for day in (_first_day(start) if start else None, _last_day(end) if end else None) if day]
-        straddling = q(
-            f"{b}.name = {{}}{{}} AND {b}.day = ANY({{}}::date[]) AND NOT ({{}}) AND NOT ({{}})",
-            event,
-            self._scope(b),
-            boundary_days,
-            self._inside(b, start, end),
-            self._outside(b, start, end),
+        whole_days = q(
+            f"SELECT {r}.profile_id, SUM(CASE WHEN {{}} THEN {r}.count ELSE 0 END) AS n FROM {{}} AND NOT ({{}})"
+            f" GROUP BY {r}.profile_id",
+            self._inside(r, start, end),
+            self._rollup_rows(r, event, start, end),
+            self._outside(r, start, end),
         )
         event_bounds = [
             Sql(f"{e}.profile_id = {b}.profile_id AND {e}.name = {b}.name"),
@@ -635,19 +634,23 @@ class Compiler:
             event_bounds.append(q(f"{e}.timestamp >= {{}}", start))
         if end is not None:
             event_bounds.append(q(f"{e}.timestamp < {{}}", end))
-        counted = q(
-            f"SELECT {r}.profile_id, {r}.count AS n FROM {{}} AND {{}}"
-            f" UNION ALL SELECT {b}.profile_id, 1 FROM segments_eventdailycount {b}"
-            f" JOIN profiles_event {e} ON {{}} WHERE {{}}",
-            self._rollup_rows(r, event, start, end),
-            inside_r,
+        boundary = q(
+            f"SELECT {b}.profile_id, count(*) AS n FROM segments_eventdailycount {b} JOIN profiles_event {e} ON {{}}"
+            f" WHERE {b}.name = {{}}{{}} AND {b}.day = ANY({{}}::date[]) AND NOT ({{}}) AND NOT ({{}})"
+            f" GROUP BY {b}.profile_id",
             join(" AND ", event_bounds),
-            straddling,
+            event,
+            self._scope(b),
+            boundary_days,
+            self._inside(b, start, end),
+            self._outside(b, start, end),
         )
         return q(
-            f"SELECT {x}.profile_id FROM ({{}}) AS {x} GROUP BY {x}.profile_id HAVING {{}}",
-            counted,
-            self._aggregate_predicate(Sql(f"SUM({x}.n)"), comparison),
+            f"SELECT {g}.profile_id FROM ({{}}) AS {g} LEFT JOIN ({{}}) AS {x} ON {x}.profile_id = {g}.profile_id"
+            " WHERE {}",
+            whole_days,
+            boundary,
+            self._aggregate_predicate(Sql(f"({g}.n + COALESCE({x}.n, 0))"), comparison),
         )
 
     @staticmethod
