@@ -54,6 +54,7 @@ from .services import (
     segment_delete,
     segment_name_check,
     segment_update,
+    segment_users_elsewhere,
 )
 
 logger = logging.getLogger(__name__)
@@ -263,6 +264,10 @@ class SegmentAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
                 if segment.pk in _references(other.definition)
             ]
             protected = [*protected, *(f"Segment: {user.name} (uses {segment.name})" for user in users)]
+            protected = [
+                *protected,
+                *(f"{user[0].upper()}{user[1:]}" for user in segment_users_elsewhere(segment=segment)),
+            ]
         return deleted, model_count, perms_needed, protected
 
     def delete_model(self, request: HttpRequest, obj: Segment) -> None:

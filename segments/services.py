@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import ManyToManyRel
 from django.utils import timezone
 
 from profiles.models import Workspace
@@ -143,18 +144,35 @@ def segment_update(
 
 @transaction.atomic
 def segment_delete(*, segment: Segment) -> None:
-    """Delete a segment no other segment refers to."""
+    """Delete a segment nothing refers to: no other segment's definition, and no many-to-many
+    relation of another app (a campaign's audience). ``ValidationError`` naming the users otherwise."""
     _lock_workspace_segments(segment.workspace_id)
     users = [
-        name
+        repr(name)
         for name, stored in Segment.objects.filter(workspace_id=segment.workspace_id)
         .exclude(pk=segment.pk)
         .values_list("name", "definition")
         if segment.pk in raw_segment_references(stored)
     ]
+    users = sorted(users) + segment_users_elsewhere(segment=segment)
     if users:
-        raise ValidationError(f"Segment {segment.name!r} is used by {', '.join(map(repr, sorted(users)))}.")
+        raise ValidationError(f"Segment {segment.name!r} is used by {', '.join(users)}.")
     segment.delete()
+
+
+def segment_users_elsewhere(*, segment: Segment, limit: int = 10) -> list[str]:
+    """What other apps point at the segment through a many-to-many relation, e.g. "campaign
+    'Spring sale' (include segments)". Read from the relations themselves, so segments never imports
+    the apps that use it: deleting the segment would silently drop it from them (a campaign whose
+    only audience segment vanished would be sent to everyone)."""
+    found: list[str] = []
+    for relation in Segment._meta.get_fields(include_hidden=True):
+        if not isinstance(relation, ManyToManyRel) or relation.related_model is Segment:
+            continue
+        model = relation.related_model
+        owners = model._default_manager.filter(**{relation.field.name: segment})[:limit]
+        found += [f"{model._meta.verbose_name} {str(owner)!r} ({relation.field.verbose_name})" for owner in owners]
+    return found
 
 
 def segment_size_record(*, segment: Segment, on: date | None = None) -> SegmentSizeSnapshot:
