@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.utils import timezone
 
 from profiles.management.commands.seed_demo import BATCH_SIZE, MESSAGE_ID_PREFIX, DemoGenerator, batches
 from profiles.models import Device, Event, Platform, Profile, ProfileMerge, Purchase, Workspace
@@ -91,7 +93,9 @@ def test_seed_demo_completes_an_interrupted_load_without_storing_anything_twice(
     events = demo_events.count()
     Event.objects.filter(pk__in=list(demo_events.order_by("-pk").values_list("pk", flat=True)[:5])).delete()
 
-    _, output = _seed(tmp_path)
+    # Hours later (the generator's draws depend on its clock): the same messages, the same ids.
+    with time_machine.travel(timezone.now() + timedelta(hours=5, minutes=17), tick=False):
+        _, output = _seed(tmp_path)
 
     assert f"5 messages stored ({events - 5} were already there)" in output
     assert demo_events.count() == events

@@ -29,7 +29,6 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
-from django.utils import timezone
 
 from profiles.models import App, Event, Platform, Workspace
 from profiles.services.ingest import ingest_batch
@@ -630,7 +629,10 @@ class Command(BaseCommand):
         return workspace, apps
 
     def _load(self, workspace: Workspace, apps: dict[str, App], *, people: int) -> None:
-        now = timezone.now().replace(second=0, microsecond=0)
+        # The demo's clock is the workspace's creation time, not this run's: the generator's draws
+        # depend on "now", and a later run (a restart completing an interrupted load) must produce
+        # exactly the same messages under the same ids, or it would mix two different worlds.
+        now = workspace.created_at.replace(second=0, microsecond=0)
         plan = batches(DemoGenerator(people=people, now=now).messages(), now=now)
         total = sum(len(batch) for _, batch in plan)
         # Every intake call is stored as an event under its message id: the demo is complete when
