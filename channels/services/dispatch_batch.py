@@ -107,7 +107,8 @@ def dispatch_prepare_many(*, requests: Sequence[DispatchRequest]) -> list[list[D
     profiles = {request.profile.pk: request.profile for request in requests}
     for workspace_id, keys in by_workspace.items():
         for dispatch in Dispatch.objects.filter(workspace_id=workspace_id, idempotency_key__in=keys):
-            dispatch.profile = profiles.get(dispatch.profile_id, dispatch.profile)
+            if dispatch.profile_id in profiles:  # the caller's object: no query per row
+                dispatch.profile = profiles[dispatch.profile_id]
             found[(workspace_id, dispatch.idempotency_key)] = dispatch
     out: list[list[Dispatch] | Unreachable] = []
     for request, answer in zip(requests, answers, strict=True):
