@@ -27,10 +27,6 @@ from campaigns.reports.rollups import reports_refresh, reports_rollup
 from campaigns.tests.reports_data import NOW, build_scenario
 from profiles.models import Workspace
 
-# pytest-playwright's sync API runs an event loop in the test's thread; the ORM calls the test makes
-# around it are synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -53,22 +49,38 @@ def chromium_path() -> str:
     pytest.fail("Chromium is needed for the browser tests: run `apt-get install -y chromium` as root")
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **browser_type_launch_args,
-        "executable_path": chromium_path(),
-        "args": [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ],
-    }
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the module. Playwright's sync API runs an event loop in this
+    thread while it is open; the ORM calls the tests make around it are synchronous and safe, but
+    Django refuses them in a thread with a running loop unless told otherwise (for this module only:
+    the loop stops when the module is done)."""
+    path = chromium_path()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with playwright_sync.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=path,
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
+            yield browser
+            browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture
