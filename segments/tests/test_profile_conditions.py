@@ -140,6 +140,24 @@ def test_array_includes_compares_elements_as_text_in_any_case(workspace: Workspa
     assert includes("43", "snowshoes") == {"quotes"}
 
 
+def test_a_string_condition_never_matches_an_array_or_object_value(workspace: Workspace, members: Members) -> None:
+    make_profile(workspace, "array", custom_attributes={"plan": ["pro"]})
+    make_profile(workspace, "object", custom_attributes={"plan": {"pro": True}})
+    make_profile(workspace, "text", custom_attributes={"plan": "Pro"})
+    make_profile(workspace, "number", custom_attributes={"plan": 3})
+
+    def plan(op: str, value: Any) -> set[str]:
+        return members(
+            {"type": "custom_attribute", "attribute": "plan", "data_type": "string", "op": op, "value": value}
+        )
+
+    assert plan("eq", "pro") == {"text"}
+    assert plan("eq", '["pro"]') == set()
+    assert plan("one_of", ['{"pro": true}', "PRO", "3"]) == {"text", "number"}
+    assert plan("ne", "pro") == {"array", "object", "number"}
+    assert plan("contains", "pro") == {"text"}
+
+
 def test_age_counts_whole_years_as_of_today(workspace: Workspace, members: Members) -> None:
     # Today is 2026-03-15.
     make_profile(workspace, "13-today", date_of_birth=date(2013, 3, 15))
