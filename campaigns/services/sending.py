@@ -125,6 +125,18 @@ def max_claims() -> int:
     return int(getattr(settings, "CAMPAIGNS_MAX_CLAIMS", 5))
 
 
+def max_in_flight() -> int:
+    return int(getattr(settings, "CAMPAIGNS_MAX_IN_FLIGHT", 10_000))
+
+
+def deliveries_in_flight() -> int:
+    """How many deliveries are claimed and not finished (served by the partial index on them)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM campaigns_delivery WHERE status = 'sending'")
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 # --- claiming ---------------------------------------------------------------------------------------
 
 
@@ -155,13 +167,17 @@ def deliveries_enqueue_due(
 ) -> EnqueueResult:
     """Claim due deliveries of running campaigns in batches (oldest first) and enqueue a send task
     per batch after each claim commits; recover stale claims. Bounded: at most ``max_batches``
-    batches per call (beat calls again in a few seconds). ``enqueue=False`` only claims (tests and
-    the benchmark drive ``delivery_send_batch`` themselves)."""
+    batches per call (beat calls again in a few seconds), and no more than keeps
+    ``CAMPAIGNS_MAX_IN_FLIGHT`` deliveries claimed at once: claiming a big campaign far ahead of the
+    workers would only age the claims in the broker's queue. ``enqueue=False`` only claims (tests
+    and the benchmark drive ``delivery_send_batch`` themselves)."""
     now = now or timezone.now()
     batch_size = batch_size or send_batch_size()
     recovered, gave_up = deliveries_recover_stale(now=now, enqueue=enqueue)
     throttled = throttled_campaign_ids(now=now)
     batches: list[list[int]] = []
+    room = max_in_flight() - deliveries_in_flight()
+    max_batches = min(max_batches, max(0, room) // batch_size + (1 if room % batch_size > 0 else 0))
     for _ in range(max_batches):
         with transaction.atomic(), connection.cursor() as cursor:
             # Served by the partial index on scheduled rows (delivery_due_idx), oldest first. Paused
@@ -216,13 +232,16 @@ def deliveries_recover_stale(*, now: datetime, enqueue: bool = True, limit: int 
 
 
 def deliveries_claim(*, delivery_ids: Sequence[int], now: datetime) -> None:
-    """Claim those of ``delivery_ids`` that are due and still ``scheduled`` (a trigger's direct
-    hand-off, which does not wait for the beat); rows already claimed are left as they are."""
+    """At the start of a send task: claim those of ``delivery_ids`` that are due and still
+    ``scheduled`` (a trigger's direct hand-off, which does not wait for the beat), and restamp
+    ``claimed_at`` on those already claimed, so the stale-claim sweep measures the time since work
+    started on them, not the time they waited in the broker's queue."""
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE campaigns_delivery d SET status = 'sending', claimed_at = %s WHERE d.id IN ("
             " SELECT x.id FROM campaigns_delivery x JOIN campaigns_campaign c ON c.id = x.campaign_id"
-            " WHERE x.id = ANY(%s) AND x.status = 'scheduled' AND x.scheduled_for <= %s AND c.status = 'running'"
+            " WHERE x.id = ANY(%s) AND (x.status = 'sending'"
+            "  OR (x.status = 'scheduled' AND x.scheduled_for <= %s AND c.status = 'running'))"
             " FOR UPDATE OF x SKIP LOCKED)",
             [now, list(delivery_ids), now],
         )

@@ -10,10 +10,11 @@ import pytest
 import time_machine
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
+from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, DeliveryType
 from campaigns.services.launch import campaign_launch, campaign_pause, campaign_resume, campaign_stop, campaigns_tick
-from campaigns.services.sending import deliveries_enqueue_due, delivery_send_batch
+from campaigns.services.sending import deliveries_claim, deliveries_enqueue_due, delivery_send_batch
 from channels.models import Dispatch, DispatchStatus, InboxItem
 from profiles.engagement import MESSAGE_RECEIVED
 from profiles.models import Device, Event, Profile, PushProvider, SubscriptionState, Workspace
@@ -368,3 +369,28 @@ def test_push_reaches_every_device(workspace: Workspace, frozen: Any) -> None:
     delivery = Delivery.objects.get(campaign=c)
     assert delivery.status == DeliveryStatus.FAILED
     assert delivery.reason.startswith("push: provider error: not_configured")
+
+
+def test_claims_stop_at_the_in_flight_limit(workspace: Workspace, frozen: Any, settings: Any) -> None:
+    settings.CAMPAIGNS_MAX_IN_FLIGHT = 4
+    for n in range(7):
+        person(workspace, f"p{n}")
+    c = campaign(workspace, include=[segment(workspace, "All")])
+    launch_and_start(c)
+    first = deliveries_enqueue_due(enqueue=False, batch_size=2)
+    assert first.claimed == 4  # the limit, not the whole campaign
+    assert deliveries_enqueue_due(enqueue=False, batch_size=2).claimed == 0
+    delivery_send_batch(delivery_ids=first.batches[0])
+    assert deliveries_enqueue_due(enqueue=False, batch_size=2).claimed == 2
+
+
+def test_a_task_that_starts_late_restamps_its_claims(workspace: Workspace, frozen: Any, settings: Any) -> None:
+    settings.CAMPAIGNS_CLAIM_TIMEOUT = 600
+    person(workspace, "ana")
+    c = campaign(workspace, include=[segment(workspace, "All")])
+    launch_and_start(c)
+    [batch] = deliveries_enqueue_due(enqueue=False).batches
+    frozen.shift(timedelta(minutes=9))  # the task waited in a long queue
+    deliveries_claim(delivery_ids=batch, now=timezone.now())  # what the task does first
+    frozen.shift(timedelta(minutes=2))
+    assert deliveries_enqueue_due(enqueue=False).recovered == 0  # not mistaken for a dead worker

@@ -53,6 +53,8 @@ CELERY_BEAT_SCHEDULE["segments-record-sizes"] = {
 CAMPAIGNS_SEND_BATCH = env_int("CAMPAIGNS_SEND_BATCH", 100, minimum=1)
 CAMPAIGNS_CLAIM_TIMEOUT = env_int("CAMPAIGNS_CLAIM_TIMEOUT", 600, minimum=CELERY_TASK_TIME_LIMIT + 60)
 CAMPAIGNS_MAX_CLAIMS = env_int("CAMPAIGNS_MAX_CLAIMS", 5, minimum=1)
+# At most this many deliveries claimed and queued at once (back-pressure on big campaigns).
+CAMPAIGNS_MAX_IN_FLIGHT = env_int("CAMPAIGNS_MAX_IN_FLIGHT", 10_000, minimum=1)
 # A queue of its own for the sender's tasks (workers started with -Q), or empty for the default.
 CAMPAIGNS_SEND_QUEUE = env_str("CAMPAIGNS_SEND_QUEUE", "") or None
 CELERY_BEAT_SCHEDULE.update(
