@@ -448,7 +448,9 @@ class CampaignAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         campaigns = self.get_queryset(request).select_related("workspace").order_by("-created_at")
-        form = WhyNotForm(request.GET or None, campaigns=campaigns)
+        # The campaign page links here with ?campaign=<id>: preselected, not yet an answer to check.
+        bound = request.GET if "profile" in request.GET else None
+        form = WhyNotForm(bound, campaigns=campaigns, initial={"campaign": request.GET.get("campaign")})
         answer: list[str] | None = None
         profile = None
         if form.is_bound and form.is_valid():

@@ -215,3 +215,10 @@ def test_staff_see_only_their_workspaces_campaigns(workspace: Workspace) -> None
     assert "Mine" in why and "Theirs" not in why
     variant = Variant.objects.get(campaign=theirs)
     assert client.get(f"/admin/campaigns/variant/{variant.pk}/change/").status_code == 404
+
+
+def test_why_not_link_preselects_the_campaign(admin_client: Client, workspace: Workspace) -> None:
+    c = campaign(workspace, include=[segment(workspace, "All")])
+    text = page(admin_client, "/admin/campaigns/campaign/why-not/", campaign=c.pk)
+    assert f'<option value="{c.pk}" selected>' in text
+    assert "This field is required" not in text
