@@ -115,16 +115,19 @@ class ReportActiveDay(models.Model):
     day = models.DateField()
     workspace_id = models.BigIntegerField()
     platform = models.CharField(max_length=16, blank=True, default="")
+    # The person's cohort (ReportProfile.cohort_day), copied so retention reads this table alone.
+    cohort_day = models.DateField(null=True)
     events = models.IntegerField(default=0)
     sessions = models.IntegerField(default=0)
 
     class Meta:
         indexes = [
-            # Active users over a range of days (index-only), and retention periods.
+            # Active users over a range of days, and who of which cohort was active in a retention
+            # period: both read by index only.
             models.Index(
                 fields=["workspace_id", "day"],
-                include=["profile_id", "platform", "events", "sessions"],
-                name="rpt_active_day_idx",
+                include=["profile_id", "platform", "cohort_day", "events", "sessions"],
+                name="rpt_active_day_cohort_idx",
             ),
         ]
 

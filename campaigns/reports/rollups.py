@@ -21,7 +21,7 @@ if it changed.
 Deliveries also change after they are read (scheduled -> sent, skipped, cancelled): sends whose
 delivery had not finished are re-read every run (a partial index keeps that set small).
 
-**Refresh.** ``reports_refresh`` (beat, every five minutes) recomputes what cannot be added to
+**Refresh.** ``reports_refresh`` (beat, every ten minutes) recomputes what cannot be added to
 (distinct people: active users over 7 and 30 days, retention; revenue per currency) for the days the
 feeds marked as changed, and each recent campaign's retention at most every
 ``REPORTS_CAMPAIGN_RETENTION_EVERY`` seconds.
@@ -127,6 +127,16 @@ def _fetch(sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+@contextmanager
+def _transaction() -> Iterator[None]:
+    """A rollup transaction: JIT off (compiling costs more than it saves on these set queries) and
+    room to sort and hash in memory."""
+    with transaction.atomic():
+        _execute("SET LOCAL jit = off")
+        _execute("SET LOCAL work_mem = '256MB'")
+        yield
 
 
 @contextmanager
@@ -340,7 +350,7 @@ def active_days_recount() -> None:
     _execute(
         f"""
         CREATE TEMP TABLE rpt_counts ON COMMIT DROP AS
-        SELECT t.profile_id, t.day, rp.workspace_id, rp.platform, c.events, c.sessions
+        SELECT t.profile_id, t.day, rp.workspace_id, rp.platform, rp.cohort_day, c.events, c.sessions
         FROM rpt_touch t
         JOIN campaigns_reportprofile rp ON rp.profile_id = t.profile_id
         CROSS JOIN LATERAL (
@@ -352,9 +362,11 @@ def active_days_recount() -> None:
     )
     _execute(
         """
-        INSERT INTO campaigns_reportactiveday (profile_id, day, workspace_id, platform, events, sessions)
-        SELECT profile_id, day, workspace_id, platform, events, sessions FROM rpt_counts WHERE events + sessions > 0
-        ON CONFLICT (profile_id, day) DO UPDATE SET events = excluded.events, sessions = excluded.sessions
+        INSERT INTO campaigns_reportactiveday (profile_id, day, workspace_id, platform, cohort_day, events, sessions)
+        SELECT profile_id, day, workspace_id, platform, cohort_day, events, sessions FROM rpt_counts
+        WHERE events + sessions > 0
+        ON CONFLICT (profile_id, day) DO UPDATE SET events = excluded.events, sessions = excluded.sessions,
+            platform = excluded.platform, cohort_day = excluded.cohort_day
         """
     )
     _execute(
@@ -556,7 +568,7 @@ def _feed_run(feed: Feed, *, result: RollupResult, deadline: float) -> None:
     for chunk in chunks:
         low, high = int(chunk[0]), int(chunk[1])
         if _signature(feed.table, low, high) != (int(chunk[2]), int(chunk[3])):
-            with transaction.atomic():
+            with _transaction():
                 count, total = feed.process(low, high)
             chunk[2], chunk[3] = count, total
             reread += 1
@@ -572,7 +584,7 @@ def _feed_run(feed: Feed, *, result: RollupResult, deadline: float) -> None:
         )[0]
         if high is None:
             break
-        with transaction.atomic():
+        with _transaction():
             count, total = feed.process(position, int(high))
             chunks.append([position, int(high), count, total, time.time()])
             ReportCursor.objects.filter(name=feed.name).update(
@@ -599,7 +611,7 @@ def _rollup_locked(*, deadline: float) -> RollupResult:
     result = RollupResult()
     for feed in FEEDS:
         _feed_run(feed, result=result, deadline=deadline)
-    with transaction.atomic():
+    with _transaction():
         _sends_sync_status()
     return result
 
@@ -740,14 +752,15 @@ def period_index_sql(grain: str, cohort: str, period_start: str) -> str:
 
 def retention_sql(grain: str, where: str) -> str:
     """Active people per first-seen cohort (calendar week or month), platform and later period:
-    (cohort, platform, period, active), over the active days ``a`` matching ``where``."""
-    cohort = f"date_trunc('{grain}', rp.cohort_day)::date"
+    (cohort, platform, period, active), over the active days ``a`` matching ``where`` (which carry
+    their person's cohort day and platform)."""
+    cohort = f"date_trunc('{grain}', a.cohort_day)::date"
     period_start = f"date_trunc('{grain}', a.day)::date"
     return f"""
-        SELECT {cohort} AS cohort, rp.platform, {period_index_sql(grain, cohort, period_start)} AS period,
+        SELECT {cohort} AS cohort, a.platform, {period_index_sql(grain, cohort, period_start)} AS period,
                count(DISTINCT a.profile_id) AS active
-        FROM campaigns_reportactiveday a JOIN campaigns_reportprofile rp ON rp.profile_id = a.profile_id
-        WHERE a.day >= rp.cohort_day AND {where}
+        FROM campaigns_reportactiveday a
+        WHERE a.day >= a.cohort_day AND {where}
         GROUP BY 1, 2, 3
     """
 
@@ -836,7 +849,7 @@ def campaign_retention_params(*, campaign_id: int, grain: str, today: date) -> d
 
 def campaign_retention_refresh(*, campaign_id: int, workspace_id: int, now: datetime) -> None:
     today = _day(now)
-    with transaction.atomic():
+    with _transaction():
         _execute("DELETE FROM campaigns_reportcampaignretention WHERE campaign_id = %s", [campaign_id])
         for grain in GRAINS:
             _execute(
@@ -891,7 +904,7 @@ def reports_refresh(*, now: datetime | None = None, campaigns: bool = True) -> R
     with _advisory_lock(REFRESH_LOCK) as acquired:
         if not acquired:
             return RefreshResult(ran=False)
-        with transaction.atomic():
+        with _transaction():
             dirty = _fetch("DELETE FROM campaigns_reportdirtyday RETURNING workspace_id, day")
             recent = _fetch(
                 "SELECT DISTINCT workspace_id FROM campaigns_reportworkspaceday WHERE day >= %s",

@@ -386,7 +386,7 @@ def retention_report(*, filters: Filters, grain: str, today: date | None = None)
                 [filters.workspace.pk, grain, first, last, *platform_params],
             )
         else:
-            rp_platform, rp_params = _platform("rp.platform", filters)
+            a_platform, a_params = _platform("a.platform", filters)
             sizes = _fetch(
                 f"SELECT {cohort.format('cohort_day')}, count(*) FROM campaigns_reportprofile"
                 f" WHERE workspace_id = %s AND cohort_day >= %s AND cohort_day < %s {platform}"
@@ -394,12 +394,12 @@ def retention_report(*, filters: Filters, grain: str, today: date | None = None)
                 [filters.workspace.pk, first, last, *platform_params],
             )
             where = (
-                f"a.workspace_id = %s AND rp.cohort_day >= %s AND rp.cohort_day < %s {rp_platform}"
+                f"a.workspace_id = %s AND a.day >= %s AND a.cohort_day >= %s AND a.cohort_day < %s {a_platform}"
                 f" {members_filter('a.profile_id', True)}"
             )
             active = _fetch(
                 f"SELECT cohort, period, sum(active) FROM ({retention_sql(grain, where)}) r GROUP BY 1, 2",
-                [filters.workspace.pk, first, last, *rp_params],
+                [filters.workspace.pk, first, first, last, *a_params],
             )
     periods = RETENTION_PERIODS[grain]
     by_cohort: dict[date, dict[int, int]] = defaultdict(dict)
@@ -573,13 +573,17 @@ def funnel_sql(
     platform, platform_params = _platform("s1.platform", filters)
     joins = []
     params: list[Any] = []
+    window = timedelta(days=window_days)
     for index, name in enumerate(steps[1:], start=2):
+        # The constant bounds (the workspace, the range widened by the window) let each step be
+        # read as one index range, hashed, rather than from the whole table.
         joins.append(
             f"LEFT JOIN campaigns_reportfirstevent f{index} ON f{index}.profile_id = s1.profile_id"
-            f" AND f{index}.name = %s AND f{index}.first_at >= {_t(index - 1)}"
-            f" AND f{index}.first_at <= s1.first_at + %s"
+            f" AND f{index}.workspace_id = %s AND f{index}.name = %s"
+            f" AND f{index}.first_at >= %s AND f{index}.first_at < %s"
+            f" AND f{index}.first_at >= {_t(index - 1)} AND f{index}.first_at <= s1.first_at + %s"
         )
-        params += [name, timedelta(days=window_days)]
+        params += [filters.workspace.pk, name, filters.start_at, filters.end_at + window, window]
     group = "''"
     if split == "source":
         group = "s1.source"
@@ -985,10 +989,9 @@ def people_sql(*, filters: Filters, params: Mapping[str, str]) -> tuple[str, lis
             )
         active_start = period_add(grain, start, int(_int(period)))
         return (
-            f"SELECT a.profile_id FROM campaigns_reportactiveday a JOIN campaigns_reportprofile rp"
-            f" ON rp.profile_id = a.profile_id WHERE a.workspace_id = %s AND rp.cohort_day >= %s AND rp.cohort_day < %s"
-            f" AND a.day >= %s AND a.day < %s {_platform('rp.platform', filters)[0]}"
-            f" {members_filter('a.profile_id', filters.members)}",
+            f"SELECT a.profile_id FROM campaigns_reportactiveday a WHERE a.workspace_id = %s"
+            f" AND a.cohort_day >= %s AND a.cohort_day < %s AND a.day >= %s AND a.day < %s"
+            f" {_platform('a.platform', filters)[0]} {members_filter('a.profile_id', filters.members)}",
             [ws, start, end, active_start, period_add(grain, active_start, 1), *platform_params],
             f"first seen in the {grain} of {start}, active in {grain} {period}",
         )

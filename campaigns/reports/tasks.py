@@ -19,7 +19,7 @@ def reports_rollup_task() -> dict[str, object]:
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
 def reports_refresh_task() -> dict[str, object]:
-    """Every five minutes: active users, revenue and retention of the days that changed, and the
+    """Every ten minutes: active users, revenue and retention of the days that changed, and the
     retention of campaigns due for it."""
     result = reports_refresh()
     return {"ran": result.ran, "days": result.days, "campaigns": result.campaigns}

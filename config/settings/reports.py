@@ -23,6 +23,6 @@ CELERY_BEAT_SCHEDULE.update(
         # New events, deliveries and merges into the per-person facts and the campaign funnels.
         "reports-rollup": {"task": "campaigns.reports.tasks.reports_rollup_task", "schedule": 60.0},
         # Active users, revenue and retention for the days the rollup marked as changed.
-        "reports-refresh": {"task": "campaigns.reports.tasks.reports_refresh_task", "schedule": 300.0},
+        "reports-refresh": {"task": "campaigns.reports.tasks.reports_refresh_task", "schedule": 600.0},
     }
 )
