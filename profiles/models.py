@@ -346,6 +346,8 @@ class Purchase(models.Model):
         indexes = [
             models.Index(fields=["profile", "-timestamp"], name="purchase_profile_time_idx"),
             models.Index(fields=["workspace", "product_id"], name="purchase_product_idx"),
+            # Money spent / purchases in a window read only that window's purchases (segments).
+            models.Index(fields=["workspace", "timestamp"], name="purchase_time_idx"),
         ]
 
     def __str__(self) -> str:
