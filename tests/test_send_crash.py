@@ -41,6 +41,7 @@ from channels.models import Dispatch
 from channels.services.dispatch import dispatch_sweep
 from channels.services.dispatch_batch import RECORD_EVERY
 from channels.testing.smtp import SmtpMessage, SmtpSink
+from config.celery import app as celery_app
 from profiles.models import Profile, Workspace
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -185,6 +186,11 @@ def test_a_worker_killed_mid_send_sends_nobody_twice_and_loses_nobody(
     finally:
         for worker in workers:
             worker.kill_all()
+        # The test broker is shared by the whole run: leave no task (ours, or the trigger matching
+        # the engagement events enqueued on the default queue) for another test's worker.
+        celery_app.control.purge()
+        with celery_app.connection_for_write() as broker:
+            broker.default_channel.queue_purge(queue)
 
     counts = sink.counts()
     outcomes = Counter(Delivery.objects.filter(campaign=c).values_list("status", "reason"))
