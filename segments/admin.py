@@ -9,6 +9,7 @@ script is segments/static/segments/builder.js; what it offers comes from ``segme
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -207,8 +208,11 @@ class SegmentAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
             },
             "can_preview": request.user.has_perm("profiles.view_profile"),
         }
-        form.base_fields["definition"].widget = DefinitionBuilderWidget(config=config)
-        return form
+        # A field of this request's own: the form class's fields are shared by every request, so
+        # setting the widget on them would let one user's page draw with another's settings.
+        definition = copy.deepcopy(form.base_fields["definition"])
+        definition.widget = DefinitionBuilderWidget(config=config)
+        return type(form.__name__, (form,), {"definition": definition})
 
     def render_change_form(
         self,

@@ -282,3 +282,15 @@ def test_lifecycle_thresholds_are_set_per_workspace(marketer: Client, workspace:
     assert response.status_code == 302
     settings = LifecycleSettings.objects.get(workspace=workspace)
     assert (settings.new_days, settings.lapsed_after_days, settings.churned_after_days) == (3, 14, 60)
+
+
+def test_each_request_draws_the_builder_with_its_own_settings(workspace: Workspace) -> None:
+    first = segment_create(workspace=workspace, name="First", definition={"all": []})
+    second = segment_create(workspace=workspace, name="Second", definition={"all": [US]})
+    admin_site_segment = segments_admin.SegmentAdmin(Segment, segments_admin.admin.site)
+    request = type("R", (), {"user": staff("marketer", workspace)})()
+    form_one = admin_site_segment.get_form(request, first, change=True)  # type: ignore[arg-type]
+    form_two = admin_site_segment.get_form(request, second, change=True)  # type: ignore[arg-type]
+    assert form_one.base_fields["definition"].widget.config["segment"] == first.pk
+    assert form_two.base_fields["definition"].widget.config["segment"] == second.pk
+    assert segments_admin.SegmentForm.base_fields["definition"].widget.config == {}, "the shared field is untouched"
