@@ -251,9 +251,11 @@ class Compiler:
 
     def group(self, group: Group) -> Sql:
         if group.kind == "none":
-            # Written as AND of NOTs, so each negated EXISTS can become an anti join.
+            # Written as AND of NOTs, so each negated EXISTS can become an anti join. "None of
+            # (any of a, b)" is "none of a, b": the any group's children are taken in directly, as
+            # NOT (a OR b) would hide each NOT EXISTS from that rewrite.
             with self.negated():
-                parts = [self.node(child) for child in group.children]
+                parts = [self.node(child) for child in _none_children(group)]
             return q("({})", join(" AND ", [q("NOT {}", part) for part in parts])) if parts else TRUE
         parts = [self.node(child) for child in group.children]
         if group.kind == "all":
@@ -824,6 +826,17 @@ class Compiler:
             return self.group(root)
         finally:
             self._stack.pop()
+
+
+def _none_children(group: Group) -> list[Node]:
+    """The children of a "none" group, with those of "any" groups among them taken in directly."""
+    children: list[Node] = []
+    for child in group.children:
+        if isinstance(child, Group) and child.kind == "any":
+            children.extend(_none_children(Group(child.path, "none", child.children)))
+        else:
+            children.append(child)
+    return children
 
 
 def _first_day(start: datetime) -> date:
