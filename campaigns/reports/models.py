@@ -150,11 +150,17 @@ class ReportFirstEvent(models.Model):
 
     class Meta:
         indexes = [
-            # Funnel steps: who first did E in a time range (index-only).
+            # Who first did E in a time range, with their platform, source and cohort (funnels split
+            # by source, completion per source): index-only.
             models.Index(
                 fields=["workspace_id", "name", "first_at"],
                 include=["profile_id", "platform", "source", "cohort_day"],
                 name="rpt_first_event_idx",
+            ),
+            # The same, narrow, for funnel steps: a funnel reads one range per step, and half the
+            # width is half the pages.
+            models.Index(
+                fields=["workspace_id", "name", "first_at"], include=["profile_id"], name="rpt_first_event_step_idx"
             ),
         ]
 
@@ -193,8 +199,13 @@ class ReportSend(models.Model):
 
     class Meta:
         indexes = [
-            # A campaign's sends (segment-filtered report, the profile lists behind its numbers).
-            models.Index(fields=["campaign_id", "channel", "variant", "profile_id"], name="rpt_send_campaign_idx"),
+            # A campaign's sends per person (campaign retention, the funnel split by campaign, the
+            # profile lists behind its numbers): in person order, by index only where it can.
+            models.Index(
+                fields=["campaign_id", "channel", "profile_id"],
+                include=["variant", "platform", "due_at", "sent_at"],
+                name="rpt_send_campaign_person_idx",
+            ),
             # A workspace's sends in a period (the channels page filtered by segment).
             models.Index(fields=["workspace_id", "due_at"], name="rpt_send_workspace_idx"),
             # Merges re-point a person's sends.

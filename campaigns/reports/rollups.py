@@ -394,7 +394,7 @@ def _events_engagement() -> None:
         CREATE TEMP TABLE rpt_eng ON COMMIT DROP AS
         WITH x AS MATERIALIZED (
             -- Validated before any cast: the join below must never see a malformed id.
-            SELECT e.name, e.timestamp, coalesce(e.properties->>'channel', '') AS channel,
+            SELECT e.workspace_id, e.name, e.timestamp, coalesce(e.properties->>'channel', '') AS channel,
                    CASE WHEN e.properties->>'revenue' ~ '^-?[0-9]{{1,10}}(\\.[0-9]{{1,4}})?$'
                         THEN (e.properties->>'revenue')::numeric END AS revenue,
                    CASE WHEN e.properties->>'send_id' ~ '^[0-9]{{1,18}}$'
@@ -404,7 +404,7 @@ def _events_engagement() -> None:
         )
         SELECT x.name, x.timestamp, x.channel, x.revenue, m.id AS send_id, d.sent_channels
         FROM x
-        JOIN campaigns_delivery d ON d.id = x.step_id
+        JOIN campaigns_delivery d ON d.id = x.step_id AND d.workspace_id = x.workspace_id
         JOIN campaigns_delivery m ON m.campaign_id = d.campaign_id AND m.step_key = '{MAIN_STEP}'
             AND m.profile_id = d.profile_id AND m.occurrence = d.occurrence
         WHERE x.step_id IS NOT NULL
