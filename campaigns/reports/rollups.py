@@ -624,16 +624,18 @@ def _day(value: date | datetime) -> date:
 
 
 def active_users_sql(members: bool = False) -> str:
-    """Daily, weekly and monthly active users for each day in [%(lo)s, %(hi)s] per platform, of
-    workspace %(ws)s (named parameters), optionally only the members of the page's segment.
+    """Daily, weekly and monthly active people, events and sessions for each day in
+    [%(lo)s, %(hi)s] per platform, of workspace %(ws)s (named parameters), optionally only the
+    members of the page's segment: rows (platform, d, dau, wau, mau, events, sessions).
 
     One pass over the active days from 29 days before ``lo``: each (person, active day) row covers
     the days until it is next active, at most 1, 7 or 30 days; +1 where a cover starts and -1 where
     it ends, summed over the days in order, is the number of distinct people covering each day.
     """
     return f"""
-        WITH a AS (
-            SELECT profile_id, platform, day, lead(day) OVER (PARTITION BY profile_id ORDER BY day) AS nxt
+        WITH a AS MATERIALIZED (
+            SELECT profile_id, platform, day, events, sessions,
+                   lead(day) OVER (PARTITION BY profile_id ORDER BY day) AS nxt
             FROM campaigns_reportactiveday
             WHERE workspace_id = %(ws)s AND day BETWEEN %(lo)s::date - 29 AND %(hi)s
               {members_filter("profile_id", members)}
@@ -644,6 +646,9 @@ def active_users_sql(members: bool = False) -> str:
             UNION ALL SELECT platform, least(day + 30, coalesce(nxt, day + 30)), 0, 0, -1 FROM a
         ), per_day AS (
             SELECT platform, d, sum(dau) AS dau, sum(wau) AS wau, sum(mau) AS mau FROM deltas GROUP BY platform, d
+        ), counts AS (
+            SELECT platform, day AS d, sum(events) AS events, sum(sessions) AS sessions
+            FROM a WHERE day >= %(lo)s GROUP BY platform, day
         ), grid AS (
             SELECT pl.platform, g.d::date AS d
             FROM (SELECT DISTINCT platform FROM a) pl
@@ -655,8 +660,10 @@ def active_users_sql(members: bool = False) -> str:
             FROM grid LEFT JOIN per_day p ON p.platform = grid.platform AND p.d = grid.d
             WINDOW w AS (PARTITION BY grid.platform ORDER BY grid.d)
         )
-        SELECT platform, d, dau::int, wau::int, mau::int FROM running
-        WHERE d BETWEEN %(lo)s AND %(hi)s AND (dau > 0 OR wau > 0 OR mau > 0)
+        SELECT r.platform, r.d, r.dau::int, r.wau::int, r.mau::int,
+               coalesce(c.events, 0)::bigint AS events, coalesce(c.sessions, 0)::bigint AS sessions
+        FROM running r LEFT JOIN counts c ON c.platform = r.platform AND c.d = r.d
+        WHERE r.d BETWEEN %(lo)s AND %(hi)s AND (r.dau > 0 OR r.wau > 0 OR r.mau > 0)
     """
 
 
@@ -669,11 +676,7 @@ def _refresh_workspace_days(workspace_id: int, lo: date, hi: date) -> None:
     _execute(
         f"""
         WITH users AS ({active_users_sql()}),
-        counts AS (
-            SELECT platform, day AS d, sum(events) AS events, sum(sessions) AS sessions
-            FROM campaigns_reportactiveday
-            WHERE workspace_id = %(ws)s AND day BETWEEN %(lo)s AND %(hi)s GROUP BY 1, 2
-        ), fresh AS (
+        fresh AS (
             SELECT platform, day AS d, sum(profiles) AS new_profiles FROM campaigns_reportcohortday
             WHERE workspace_id = %(ws)s AND day BETWEEN %(lo)s AND %(hi)s GROUP BY 1, 2
         ), messages AS (
@@ -685,17 +688,15 @@ def _refresh_workspace_days(workspace_id: int, lo: date, hi: date) -> None:
               AND d.day BETWEEN %(lo)s AND %(hi)s
             GROUP BY 1, 2
         ), keys AS (
-            SELECT platform, d FROM users UNION SELECT platform, d FROM counts
-            UNION SELECT platform, d FROM fresh UNION SELECT platform, d FROM messages
+            SELECT platform, d FROM users UNION SELECT platform, d FROM fresh UNION SELECT platform, d FROM messages
         )
         INSERT INTO campaigns_reportworkspaceday
             (workspace_id, day, platform, dau, wau, mau, new_profiles, events, sessions, messages, conversions)
         SELECT %(ws)s, k.d, k.platform, coalesce(u.dau, 0), coalesce(u.wau, 0), coalesce(u.mau, 0),
-               coalesce(f.new_profiles, 0), coalesce(c.events, 0), coalesce(c.sessions, 0),
+               coalesce(f.new_profiles, 0), coalesce(u.events, 0), coalesce(u.sessions, 0),
                coalesce(m.messages, 0), coalesce(m.conversions, 0)
         FROM keys k
         LEFT JOIN users u ON u.platform = k.platform AND u.d = k.d
-        LEFT JOIN counts c ON c.platform = k.platform AND c.d = k.d
         LEFT JOIN fresh f ON f.platform = k.platform AND f.d = k.d
         LEFT JOIN messages m ON m.platform = k.platform AND m.d = k.d
         """,

@@ -104,7 +104,8 @@ def reading(filters: Filters) -> Iterator[None]:
             cursor.execute("DROP TABLE IF EXISTS pg_temp.rpt_members")
             if filters.segment is not None:
                 members = members_query(filters.segment)
-                cursor.execute("CREATE TEMP TABLE rpt_members (id bigint PRIMARY KEY) ON COMMIT DROP")
+                # No index: the pages join it by hashing, and building one costs more than it saves.
+                cursor.execute("CREATE TEMP TABLE rpt_members (id bigint) ON COMMIT DROP")
                 cursor.execute(f"INSERT INTO rpt_members (id) {members.text}", members.params)
                 cursor.execute("ANALYZE rpt_members")
         yield
@@ -865,17 +866,11 @@ def overview_report(*, filters: Filters) -> OverviewReport:
         else:
             params = {"ws": ws, "lo": filters.start, "hi": filters.end, "platform": filters.platform}
             only = "AND platform = %(platform)s" if filters.platform else ""
-            for _, day, dau, wau, mau in _fetch(
+            for _, day, *values in _fetch(
                 f"SELECT * FROM ({active_users_sql(members=True)}) u WHERE TRUE {only}", params
             ):
-                for metric, value in (("dau", dau), ("wau", wau), ("mau", mau)):
+                for metric, value in zip(("dau", "wau", "mau", "events", "sessions"), values, strict=True):
                     daily[day][metric] += int(value)
-            for day, events, sessions in _fetch(
-                f"SELECT day, sum(events), sum(sessions) FROM campaigns_reportactiveday WHERE workspace_id = %(ws)s"
-                f" AND day BETWEEN %(lo)s AND %(hi)s {only} {members_filter('profile_id', True)} GROUP BY day",
-                params,
-            ):
-                daily[day]["events"], daily[day]["sessions"] = int(events), int(sessions)
             for day, count in _fetch(
                 f"SELECT cohort_day, count(*) FROM campaigns_reportprofile WHERE workspace_id = %(ws)s"
                 f" AND cohort_day BETWEEN %(lo)s AND %(hi)s {only} {members_filter('profile_id', True)} GROUP BY 1",

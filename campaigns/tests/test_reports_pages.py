@@ -418,3 +418,24 @@ def test_invalid_filters_are_explained(reader: Client, workspace: Workspace, sce
     response = reader.get(url("overview", workspace, start="2030-03-04", end="2030-02-01"))
     assert response.status_code == 200
     assert "The end of the range is before its start." in response.content.decode()
+
+
+def test_a_segment_of_everyone_gives_the_numbers_of_the_aggregates(
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+) -> None:
+    """Filtered by segment, the pages aggregate the per-person facts instead of reading the
+    aggregates: with a segment of everyone, every table must read the same."""
+    everyone = Segment.objects.create(workspace=workspace, name="Everyone", definition={"all": []})
+    campaign = scenario["campaign"]
+    pages = {
+        ("overview",): ("active", "growth", "messaging", "revenue"),
+        ("campaign", campaign.pk): ("funnel", "variants", "variant_funnel", "channels", "series", "outcomes"),
+        ("retention",): ("cohorts",),
+        ("channels",): ("channels", "sources"),
+    }
+    for (name, *args), tables in pages.items():
+        query = {**FEB_MAR, "grain": "week"} if name == "retention" else FEB_MAR
+        plain = reader.get(url(name, workspace, *args, **query))
+        live = reader.get(url(name, workspace, *args, segment=everyone.pk, **query))
+        for table in tables:
+            assert rows(live, table) == rows(plain, table), (name, table)
