@@ -182,15 +182,18 @@ def deliveries_enqueue_due(
         with transaction.atomic(), connection.cursor() as cursor:
             # Served by the partial index on scheduled rows (delivery_due_idx), oldest first. Paused
             # and stopped campaigns' rows are left alone; throttled ones wait for the next minute.
+            # The pick is a MATERIALIZED CTE: as an IN (subquery) the planner may rescan it inside
+            # a join, and with SKIP LOCKED each rescan can pick other rows, claiming more than the
+            # LIMIT (seen once an index changed the plan).
             cursor.execute(
-                "UPDATE campaigns_delivery d SET status = 'sending', claimed_at = %s"
-                " WHERE d.id IN ("
+                "WITH picked AS MATERIALIZED ("
                 "  SELECT x.id FROM campaigns_delivery x JOIN campaigns_campaign c ON c.id = x.campaign_id"
                 "  WHERE x.status = 'scheduled' AND x.scheduled_for <= %s AND c.status = 'running'"
                 "    AND NOT (x.campaign_id = ANY(%s::bigint[]))"
                 "  ORDER BY x.scheduled_for LIMIT %s FOR UPDATE OF x SKIP LOCKED"
-                ") RETURNING d.id",
-                [now, now, throttled, batch_size],
+                ") UPDATE campaigns_delivery d SET status = 'sending', claimed_at = %s"
+                " FROM picked WHERE d.id = picked.id RETURNING d.id",
+                [now, throttled, batch_size, now],
             )
             ids = sorted(row[0] for row in cursor.fetchall())
             if ids and enqueue:
@@ -208,11 +211,12 @@ def deliveries_recover_stale(*, now: datetime, enqueue: bool = True, limit: int 
     Returns (recovered, given up)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE campaigns_delivery d SET claimed_at = %s, attempts = d.attempts + 1"
-            " WHERE d.id IN (SELECT id FROM campaigns_delivery WHERE status = 'sending' AND claimed_at < %s"
-            "  ORDER BY claimed_at LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " RETURNING d.id, d.attempts",
-            [now, now - claim_timeout(), limit],
+            # A MATERIALIZED pick, as in deliveries_enqueue_due: LIMIT with SKIP LOCKED must run once.
+            "WITH picked AS MATERIALIZED (SELECT id FROM campaigns_delivery WHERE status = 'sending'"
+            "  AND claimed_at < %s ORDER BY claimed_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " UPDATE campaigns_delivery d SET claimed_at = %s, attempts = d.attempts + 1"
+            " FROM picked WHERE d.id = picked.id RETURNING d.id, d.attempts",
+            [now - claim_timeout(), limit, now],
         )
         rows = cursor.fetchall()
         give_up = [delivery_id for delivery_id, attempts in rows if attempts >= max_claims()]
