@@ -222,3 +222,13 @@ def test_why_not_link_preselects_the_campaign(admin_client: Client, workspace: W
     text = page(admin_client, "/admin/campaigns/campaign/why-not/", campaign=c.pk)
     assert f'<option value="{c.pk}" selected>' in text
     assert "This field is required" not in text
+
+
+def test_the_campaign_page_links_to_its_report(admin_client: Client, workspace: Workspace) -> None:
+    c = campaign(workspace, include=[segment(workspace, "All")])
+    text = page(admin_client, change_url(c))
+    link = f'href="/reports/campaigns/{c.pk}/"'
+    assert link in text
+    response = admin_client.get(f"/reports/campaigns/{c.pk}/")
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"/campaigns/{c.pk}/")
