@@ -358,4 +358,26 @@ class SegmentEntryBaseline(models.Model):
         return f"{self.campaign_id}/{self.segment_id} at {self.taken_at}"
 
 
+class TriggerBacklog(models.Model):
+    """Stored events whose trigger matching could not be enqueued (the broker was down).
+
+    The intake has committed the events by then, and the database is up even when the broker is
+    not: the ids wait here until the beat's drain (``campaign_triggers_backlog_task``) enqueues
+    them again. A row is claimed (``claimed_until``) before its enqueue and deleted after it, so a
+    drain that dies midway leaves the row to the next one; matching the same events twice changes
+    nothing (deliveries are unique per triggering event). Normally empty.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    event_ids = ArrayField(models.BigIntegerField())
+    created_at = models.DateTimeField(auto_now_add=True)
+    # A drain has taken the row and is enqueueing it; after this time another drain may.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=255, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"workspace {self.workspace_id}: {len(self.event_ids)} events since {self.created_at:%H:%M:%S}"
+
+
 from .reports.models import *  # noqa: E402, F403  (report rollups: campaigns/reports/models.py)

@@ -4,6 +4,8 @@
   path (the intake sends the signal once its transaction has committed). Big batches are split.
   A workspace with no campaign that reacts to events (none triggered, none with exception or
   conversion events) enqueues nothing: the check reads the same few-seconds cache as the task.
+  When the broker is down the ids are kept in the trigger backlog (``services.trigger_backlog``)
+  and enqueued by the beat's drain once it is back.
 - ``profile_merged``: a merged person's segment-entry state moves to the surviving profile (inside
   the merge transaction, before the merged row is deleted; ``campaigns.signals`` moves deliveries).
 - Campaign changes clear this process's cache of campaign rules at once (other processes see them
@@ -22,6 +24,7 @@ from django.dispatch import receiver
 from profiles.signals import events_stored, profile_merged
 
 from .models import Campaign, ChannelMessage, Variant
+from .services.trigger_backlog import broker_known_down, broker_mark, trigger_backlog_record
 from .services.triggers import rules_cache_clear, workspace_rules
 from .tasks_triggers import campaign_triggers_task
 
@@ -46,13 +49,33 @@ def enqueue_trigger_matching(sender: Any, workspace_id: int, event_ids: list[int
 
 def _enqueue(workspace_id: int, event_ids: list[int]) -> None:
     # The events are stored whatever happens here: a broker outage must not turn the intake's
-    # answer into an error (the SDK would resend events that are already stored). The cost is
-    # that these events trigger nothing; it is logged loudly.
+    # answer into an error (the SDK would resend events that are already stored). Nor may it lose
+    # the matching: the ids go to the trigger backlog (the database is up) and the beat's drain
+    # enqueues them once the broker is back. While the broker is known to be down, it is not tried
+    # (each failed attempt costs this thread the client's connection retries).
+    if not broker_known_down():
+        try:
+            campaign_triggers_task.delay(workspace_id, event_ids)
+            return
+        except Exception as exc:
+            broker_mark(up=False)
+            error = f"{type(exc).__name__}: {exc}"
+            logger.warning(
+                "could not enqueue trigger matching for %d events of workspace %s (%s): kept in the backlog",
+                len(event_ids),
+                workspace_id,
+                error,
+            )
+    else:
+        error = "the broker was down moments ago"
     try:
-        campaign_triggers_task.delay(workspace_id, event_ids)
+        trigger_backlog_record(workspace_id=workspace_id, event_ids=event_ids, error=error)
     except Exception:
+        # Both the broker and the database failed us: nothing left to keep the ids in.
         logger.exception(
-            "could not enqueue trigger matching for %d events of workspace %s", len(event_ids), workspace_id
+            "could not keep %d events of workspace %s for trigger matching: they trigger nothing",
+            len(event_ids),
+            workspace_id,
         )
 
 

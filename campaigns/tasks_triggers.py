@@ -14,6 +14,7 @@ from django.db import IntegrityError, OperationalError
 
 from .services.api_trigger import api_trigger_segment_run
 from .services.sending import delivery_send_batch
+from .services.trigger_backlog import trigger_backlog_drain
 from .services.triggers import campaign_events_process, hand_off
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,15 @@ def campaign_triggers_task(workspace_id: int, event_ids: list[int]) -> dict[str,
         "cancelled": result.cancelled,
         "converted": result.converted,
     }
+
+
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=240)
+def campaign_triggers_backlog_task() -> dict[str, int]:
+    """Beat, every few seconds: enqueue the trigger matching that the intake could not enqueue
+    while the broker was down (``campaigns.services.trigger_backlog``). Cheap when the backlog is
+    empty (one statement). That this task runs at all means the broker is back."""
+    result = trigger_backlog_drain(enqueue=lambda workspace_id, ids: campaign_triggers_task.delay(workspace_id, ids))
+    return {"enqueued": result.enqueued, "events": result.events, "left": result.left}
 
 
 @shared_task(acks_late=True, time_limit=300, soft_time_limit=240)

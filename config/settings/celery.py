@@ -63,5 +63,10 @@ CELERY_BEAT_SCHEDULE.update(
         "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick_task", "schedule": 10.0},
         # Claims due deliveries (scheduled, delayed, triggered, follow-ups) and enqueues the sender.
         "campaigns-enqueue-due": {"task": "campaigns.tasks.deliveries_enqueue_due_task", "schedule": 2.0},
+        # Enqueues the trigger matching the intake could not enqueue while the broker was down.
+        "campaigns-trigger-backlog": {
+            "task": "campaigns.tasks_triggers.campaign_triggers_backlog_task",
+            "schedule": 5.0,
+        },
     }
 )

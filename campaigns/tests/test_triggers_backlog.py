@@ -1,0 +1,153 @@
+"""The trigger backlog: stored events whose matching could not be enqueued wait in PostgreSQL until
+the beat's drain enqueues them, and matching the same events again (the drain and the original
+enqueue both got through) never schedules a second send. The whole path on a real worker with the
+broker down and back is in ``test_triggers_worker.py``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from campaigns.models import DeliveryStatus, TriggerBacklog
+from campaigns.receivers import _enqueue
+from campaigns.services.trigger_backlog import CLAIM_SECONDS, broker_mark, trigger_backlog_drain
+from campaigns.services.triggers import campaign_events_process
+from campaigns.tests.trigger_helpers import action_campaign, deliveries, identify, ingest, no_rules_cache, track
+from profiles.models import App, Workspace
+from segments.services import segment_create
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rules(settings: Any) -> None:
+    no_rules_cache(settings)
+
+
+@pytest.fixture(autouse=True)
+def _frozen() -> Any:
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture(autouse=True)
+def _broker_up() -> Any:
+    broker_mark(up=True)
+    yield
+    broker_mark(up=True)
+
+
+class Broker:
+    """Stands in for ``campaign_triggers_task.delay``: down (raises, as kombu does when Redis
+    refuses the connection) or up (records what it was given)."""
+
+    def __init__(self, *, fail_after: int | None = None) -> None:
+        self.fail_after = fail_after
+        self.published: list[tuple[int, list[int]]] = []
+
+    def __call__(self, workspace_id: int, event_ids: list[int]) -> None:
+        if self.fail_after is not None and len(self.published) >= self.fail_after:
+            raise ConnectionRefusedError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.published.append((workspace_id, list(event_ids)))
+
+
+def test_a_failed_enqueue_keeps_the_events_and_the_next_batches_skip_the_broker(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = Broker(fail_after=0)
+    monkeypatch.setattr("campaigns.receivers.campaign_triggers_task.delay", down)
+    _enqueue(workspace.pk, [1, 2, 3])
+    _enqueue(workspace.pk, [4])  # moments later: straight to the backlog
+    rows = list(TriggerBacklog.objects.order_by("id").values_list("event_ids", "last_error"))
+    assert rows == [
+        ([1, 2, 3], "ConnectionRefusedError: Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+        ([4], "the broker was down moments ago"),
+    ]
+
+
+def test_the_drain_stops_at_the_first_failure_and_resumes_in_order(workspace: Workspace, _frozen: Any) -> None:
+    for ids in ([1, 2], [3], [4, 5]):
+        TriggerBacklog.objects.create(workspace=workspace, event_ids=ids)
+    flaky = Broker(fail_after=1)
+    result = trigger_backlog_drain(enqueue=flaky)
+    assert (result.enqueued, result.events, result.left) == (1, 2, 2)
+    assert flaky.published == [(workspace.pk, [1, 2])]
+    waiting = list(TriggerBacklog.objects.order_by("id").values_list("event_ids", "claimed_until", "attempts"))
+    # Released at once (not left claimed), so the next tick need not wait for the claim to expire.
+    assert waiting == [([3], None, 1), ([4, 5], None, 1)]
+
+    up = Broker()
+    assert trigger_backlog_drain(enqueue=up).enqueued == 2
+    assert up.published == [(workspace.pk, [3]), (workspace.pk, [4, 5])]
+    assert not TriggerBacklog.objects.exists()
+    assert trigger_backlog_drain(enqueue=up).enqueued == 0
+
+
+def test_a_row_claimed_by_a_drain_that_died_is_drained_after_its_claim_expires(
+    workspace: Workspace, _frozen: Any
+) -> None:
+    TriggerBacklog.objects.create(
+        workspace=workspace, event_ids=[7], claimed_until=timezone.now() + timedelta(seconds=CLAIM_SECONDS)
+    )
+    broker = Broker()
+    assert trigger_backlog_drain(enqueue=broker).enqueued == 0  # another drain holds it
+    _frozen.shift(timedelta(seconds=CLAIM_SECONDS + 1))
+    assert trigger_backlog_drain(enqueue=broker).enqueued == 1
+    assert broker.published == [(workspace.pk, [7])]
+
+
+def test_matching_the_backlog_after_the_live_task_schedules_nothing_more(
+    workspace: Workspace, app: App, _frozen: Any
+) -> None:
+    """Every kind of match, processed twice (the enqueue raised after the broker had the task, so
+    the events were also kept): one delivery each, and a send cancelled by its exception event
+    stays cancelled."""
+    ingest(app, identify("bob", plan="free"))
+    pro = segment_create(
+        workspace=workspace,
+        name="Pro",
+        definition={"all": [{"type": "custom_attribute", "attribute": "plan", "data_type": "string", "op": "eq",
+                             "value": "pro"}]},
+    )  # fmt: skip
+    cart = action_campaign(
+        workspace,
+        name="Cart",
+        triggers=[{"type": "custom_event", "event": "Product Added"}],
+        exception_events=[{"event": "Order Completed", "match_property": "cart_id"}],
+        delay={"type": "duration", "seconds": 3600},
+        reeligible=True,
+    )
+    welcome = action_campaign(workspace, name="Pro", triggers=[{"type": "segment_entry", "segment_id": pro.pk}])
+    control = action_campaign(
+        workspace, name="Control", triggers=[{"type": "custom_event", "event": "Tapped"}], control_percent=100,
+        variants=(),
+    )  # fmt: skip
+    _frozen.shift(timedelta(minutes=1))
+    first = ingest(
+        app,
+        track("ada", "Product Added", {"cart_id": "c-1"}),
+        identify("bob", plan="pro"),
+        track("cy", "Tapped"),
+    )
+    campaign_events_process(workspace_id=workspace.pk, event_ids=first)
+    _frozen.shift(timedelta(minutes=1))
+    campaign_events_process(
+        workspace_id=workspace.pk, event_ids=ingest(app, track("ada", "Order Completed", {"cart_id": "c-1"}))
+    )
+    [cancelled] = deliveries(cart)
+    assert cancelled.status == DeliveryStatus.CANCELLED
+
+    TriggerBacklog.objects.create(workspace=workspace, event_ids=first)
+    _frozen.shift(timedelta(minutes=1))
+    trigger_backlog_drain(enqueue=lambda ws, ids: campaign_events_process(workspace_id=ws, event_ids=ids))
+
+    assert [(d.pk, d.status) for d in deliveries(cart)] == [(cancelled.pk, DeliveryStatus.CANCELLED)]
+    assert [(d.profile.external_id, d.status) for d in deliveries(welcome)] == [("bob", DeliveryStatus.SCHEDULED)]
+    assert [(d.profile.external_id, d.status) for d in deliveries(control)] == [("cy", DeliveryStatus.CONTROL)]
+    assert not TriggerBacklog.objects.exists()
