@@ -17,13 +17,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
 from profiles.engagement import UNSUBSCRIBED
@@ -38,8 +39,34 @@ MAX_MERGE_HOPS = 8
 
 
 def _token(*, salt: str, profile: Profile, channel: str) -> str:
+    return _signed(salt, profile.pk, profile.workspace_id, channel, settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=4096)
+def _signed(salt: str, profile_id: int, workspace_id: int, channel: str, secret_key: str) -> str:
     # No timestamp (Signer, not TimestampSigner): the links never expire, and are shorter for it.
-    return signing.Signer(salt=salt).sign_object({"p": profile.pk, "w": profile.workspace_id, "c": channel})
+    # Cached: a send signs the same person's link for the body and again for the List-Unsubscribe
+    # header. The key includes SECRET_KEY, so a rotated key signs anew.
+    return signing.Signer(salt=salt).sign_object({"p": profile_id, "w": workspace_id, "c": channel})
+
+
+_PLACEHOLDER = "engage-link-placeholder"
+
+
+@lru_cache(maxsize=64)
+def _link_parts(name: str, script_prefix: str, urlconf: Any) -> tuple[str, str]:
+    """The path of the ``name`` link around its token, reversed once (``reverse`` costs more than
+    signing). A token is base64url and ':' only, which the URL keeps as it is."""
+    path = reverse(name, kwargs={"token": _PLACEHOLDER}, urlconf=urlconf)
+    before, mark, after = path.partition(_PLACEHOLDER)
+    if not mark:
+        raise ValueError(f"the {name!r} URL does not carry its token in the path")
+    return before, after
+
+
+def _link(name: str, token: str) -> str:
+    before, after = _link_parts(name, get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF)
+    return f"{settings.PUBLIC_BASE_URL}{before}{token}{after}"
 
 
 def unsubscribe_token(profile: Profile, channel: str = "email") -> str:
@@ -55,14 +82,12 @@ def preferences_token(profile: Profile) -> str:
 def unsubscribe_url(profile: Profile, channel: str = "email") -> str:
     """The absolute one-click unsubscribe URL for ``profile`` on ``channel`` (List-Unsubscribe, body
     links)."""
-    path = reverse("channels-unsubscribe", kwargs={"token": unsubscribe_token(profile, channel)})
-    return f"{settings.PUBLIC_BASE_URL}{path}"
+    return _link("channels-unsubscribe", unsubscribe_token(profile, channel))
 
 
 def preferences_url(profile: Profile) -> str:
     """The absolute URL of ``profile``'s preferences page."""
-    path = reverse("channels-preferences", kwargs={"token": preferences_token(profile)})
-    return f"{settings.PUBLIC_BASE_URL}{path}"
+    return _link("channels-preferences", preferences_token(profile))
 
 
 @dataclass(frozen=True)
