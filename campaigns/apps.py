@@ -7,4 +7,4 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         # Signal receivers (trigger matching on stored events, merges) and the tasks they enqueue.
-        from . import receivers, signals  # noqa: F401
+        from . import receivers  # noqa: F401

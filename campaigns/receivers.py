@@ -6,8 +6,9 @@
   conversion events) enqueues nothing: the check reads the same few-seconds cache as the task.
   When the broker is down the ids are kept in the trigger backlog (``services.trigger_backlog``)
   and enqueued by the beat's drain once it is back.
-- ``profile_merged``: a merged person's segment-entry state moves to the surviving profile (inside
-  the merge transaction, before the merged row is deleted; ``campaigns.signals`` moves deliveries).
+- ``profile_merged``: a merged person's deliveries and segment-entry state move to the surviving
+  profile, inside the merge transaction, before the merged row is deleted; a send both profiles
+  have is kept once (``services.merges``).
 - Campaign changes clear this process's cache of campaign rules at once (other processes see them
   within the cache's few seconds).
 """
@@ -17,13 +18,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from profiles.signals import events_stored, profile_merged
 
 from .models import Campaign, ChannelMessage, Variant
+from .services.merges import campaigns_profile_merged
 from .services.trigger_backlog import broker_known_down, broker_mark, trigger_backlog_record
 from .services.triggers import rules_cache_clear, workspace_rules
 from .tasks_triggers import campaign_triggers_task
@@ -79,20 +81,9 @@ def _enqueue(workspace_id: int, event_ids: list[int]) -> None:
         )
 
 
-@receiver(profile_merged, dispatch_uid="campaigns.receivers.segment_entry_repoint")
-def segment_entry_repoint(sender: Any, workspace_id: int, source_id: int, target_id: int, **kwargs: Any) -> None:
-    """Move the merged person's segment-entry state to the surviving profile (their deliveries are
-    moved by ``campaigns.signals``). Where both were recorded in a segment, the target's row stays."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM campaigns_segmententrymember s USING campaigns_segmententrymember t"
-            " WHERE s.profile_id = %s AND t.profile_id = %s AND t.campaign_id = s.campaign_id"
-            " AND t.segment_id = s.segment_id",
-            [source_id, target_id],
-        )
-        cursor.execute(
-            "UPDATE campaigns_segmententrymember SET profile_id = %s WHERE profile_id = %s", [target_id, source_id]
-        )
+@receiver(profile_merged, dispatch_uid="campaigns.profile_merged")
+def move_merged_persons_state(sender: Any, workspace_id: int, source_id: int, target_id: int, **kwargs: Any) -> None:
+    campaigns_profile_merged(workspace_id=workspace_id, source_id=source_id, target_id=target_id)
 
 
 def _clear_cache(sender: Any, **kwargs: Any) -> None:
