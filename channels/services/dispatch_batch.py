@@ -35,6 +35,7 @@ from ..models import Channel, Dispatch, DispatchStatus, ProviderConfig, Provider
 from ..transports import get_transport
 from ..transports.base import NotConfiguredError, PermanentError, SendResult, TransientError
 from ..transports.email import EmailTransport, classify_open_error, classify_send_error
+from ..transports.email_wire import send_message
 from .addresses import Address, Unreachable, email_provider_kind, resolve_addresses
 from .dispatch import (
     MAX_KEY_LENGTH,
@@ -237,7 +238,7 @@ class _Sender:
             self.backends[key] = (backend, kind)
         backend, kind = self.backends[key]
         try:
-            backend.send_messages([message])
+            send_message(backend, message)
         except Exception as error:
             _close(self.backends.pop(key)[0])
             return classify_send_error(error, kind)

@@ -1,6 +1,7 @@
 """An SMTP sink on loopback (aiosmtpd): a real SMTP conversation (EHLO, optional AUTH, MAIL,
 RCPT, DATA) that keeps every message. Recipients can be made to fail with 550 (a hard reject) or
-450 (a deferral)."""
+450 (a deferral). ``pipelining=True`` advertises PIPELINING (RFC 2920), as production MTAs do
+(aiosmtpd reads pipelined commands in order either way)."""
 
 from __future__ import annotations
 
@@ -46,11 +47,13 @@ class SmtpSink:
         port: int = 0,
         credentials: tuple[str, str] | None = None,
         on_receive: Callable[[str, SmtpMessage], None] | None = None,
+        pipelining: bool = False,
     ) -> None:
         self.host = require_loopback(host)
         self.requested_port = port
         self.credentials = credentials
         self.on_receive = on_receive
+        self.pipelining = pipelining
         self.messages: list[SmtpMessage] = []
         self.reject: set[str] = set()  # 550: a hard bounce at RCPT
         self.defer: set[str] = set()  # 450: try again later
@@ -67,6 +70,15 @@ class SmtpSink:
         sink = self
 
         class Handler:
+            async def handle_EHLO(
+                self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+            ) -> list[str]:
+                # aiosmtpd hands over its answer (ending "250 HELP") for this hook to replace.
+                session.host_name = hostname
+                if sink.pipelining:
+                    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+                return responses
+
             async def handle_RCPT(
                 self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
             ) -> str:

@@ -41,6 +41,7 @@ from .base import (
     TransientError,
     require_setting,
 )
+from .email_wire import send_message
 
 if TYPE_CHECKING:
     from django.core.mail.backends.base import BaseEmailBackend
@@ -73,7 +74,7 @@ class EmailTransport:
         except Exception as error:
             raise classify_open_error(error) from error
         try:
-            connection.send_messages([message])
+            send_message(connection, message)
         except Exception as error:
             raise classify_send_error(error, kind) from error
         finally:
