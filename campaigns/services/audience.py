@@ -12,7 +12,7 @@ evaluator, one single-profile check), and a launch selects it in one query.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,28 +46,53 @@ def _ids(campaign: Campaign) -> tuple[list[int], list[int]]:
     return include, exclude
 
 
-def audience_definition(
-    campaign: Campaign, *, include: list[int] | None = None, exclude: list[int] | None = None
+def audience_tree(
+    *, include: Sequence[int], include_mode: str, exclude: Sequence[int], extra: Any
 ) -> dict[str, Any] | None:
-    """The campaign's audience as a segment definition, or None when it has none (no include
-    segment and no extra conditions). ``include``/``exclude`` override the saved segments (the
-    admin form validates before saving)."""
-    saved_include, saved_exclude = _ids(campaign)
-    include = saved_include if include is None else include
-    exclude = saved_exclude if exclude is None else exclude
-    extra = campaign.extra_conditions or None
-    if not include and not extra:
-        return None
-    parts: list[dict[str, Any]] = []
+    """Include (any or all), exclude and extra conditions as one segment definition; None when
+    there is none of the three. The one shape both the launch and the trigger engine use."""
+    parts: list[Any] = []
     if include:
-        parts.append({campaign.include_mode if campaign.include_mode in ("any", "all") else "any": [
-            _segment_ref(pk) for pk in include
-        ]})  # fmt: skip
+        parts.append({include_mode if include_mode in ("any", "all") else "any": [_segment_ref(pk) for pk in include]})
     if exclude:
         parts.append({"none": [_segment_ref(pk) for pk in exclude]})
     if extra:
         parts.append(extra)
-    return {"all": parts}
+    return {"all": parts} if parts else None
+
+
+def audience_definition(
+    campaign: Campaign, *, include: list[int] | None = None, exclude: list[int] | None = None
+) -> dict[str, Any] | None:
+    """The campaign's audience as a segment definition, or None when it has none (no segment and
+    no extra conditions). Exclude segments alone are an audience (everyone but them), which a
+    triggered campaign may have; a scheduled one must also include someone (the launch says so).
+    ``include``/``exclude`` override the saved segments (the admin form validates before saving)."""
+    saved_include, saved_exclude = _ids(campaign)
+    return audience_tree(
+        include=saved_include if include is None else include,
+        include_mode=campaign.include_mode,
+        exclude=saved_exclude if exclude is None else exclude,
+        extra=campaign.extra_conditions or None,
+    )
+
+
+def _checked_audience(campaign: Campaign) -> tuple[dict[str, Any] | None, bool]:
+    """The definition to check people against, and whether to check at all (False: nobody is
+    excluded, or, for a scheduled campaign without an include, nobody is in)."""
+    include, exclude = _ids(campaign)
+    definition = audience_tree(
+        include=include, include_mode=campaign.include_mode, exclude=exclude, extra=campaign.extra_conditions or None
+    )
+    return definition, definition is not None and (
+        campaign.delivery_type != DeliveryType.SCHEDULED or bool(include or campaign.extra_conditions)
+    )
+
+
+def audience_has_include(campaign: Campaign) -> bool:
+    """Does the audience name who is in it (an include segment or extra conditions), rather than
+    only who is not? A scheduled campaign needs this: it is sent to its audience."""
+    return bool(_ids(campaign)[0] or campaign.extra_conditions)
 
 
 def extra_conditions_check(*, workspace_id: int, definition: Any) -> None:
@@ -121,12 +146,13 @@ def audience_size(*, campaign: Campaign, now: datetime | None = None) -> Audienc
     """How many people are in the audience now (before reachability, control group and
     ``max_recipients``), counted by one query with a time limit."""
     now = now or timezone.now()
-    if campaign.delivery_type == DeliveryType.API and audience_definition(campaign) is None:
+    definition, check = _checked_audience(campaign)
+    if campaign.delivery_type == DeliveryType.API and definition is None:
         return AudienceSize(None, "the API call names the recipients")
-    if campaign.delivery_type == DeliveryType.ACTION and audience_definition(campaign) is None:
+    if campaign.delivery_type == DeliveryType.ACTION and definition is None:
         return AudienceSize(None, "everyone who performs the trigger")
-    if audience_definition(campaign) is None:
-        return AudienceSize(None, "no audience yet: choose segments or conditions")
+    if not check:
+        return AudienceSize(None, "no audience yet: choose segments to include or conditions")
     try:
         sql = q("SELECT count(*) FROM ({}) AS audience", audience_sql(campaign, now=now))
     except DefinitionError as error:
@@ -147,35 +173,28 @@ def audience_size(*, campaign: Campaign, now: datetime | None = None) -> Audienc
 def profile_in_audience(*, campaign: Campaign, profile_id: int, now: datetime | None = None) -> bool:
     """Is this person in the campaign's audience right now (the single-profile check)? A triggered
     or API-triggered campaign without an audience lets everyone in (whoever triggers it, whoever
-    the call names); a scheduled campaign without one reaches nobody."""
-    now = now or timezone.now()
-    if audience_definition(campaign) is None:
-        return campaign.delivery_type != DeliveryType.SCHEDULED
-    sql = q(
-        "SELECT {} FROM profiles_profile p WHERE p.id = {} AND p.workspace_id = {}",
-        audience_where(campaign, now=now, mode="single"),
-        profile_id,
-        campaign.workspace_id,
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql.text, sql.params)
-        row = cursor.fetchone()
-    return bool(row and row[0])
+    the call names), and with exclude segments alone everyone but them; a scheduled campaign
+    without an include segment or conditions reaches nobody."""
+    return profile_id in audience_members_among(campaign=campaign, profile_ids=[profile_id], now=now)
 
 
 def audience_members_among(*, campaign: Campaign, profile_ids: Iterable[int], now: datetime | None = None) -> set[int]:
     """Which of ``profile_ids`` are in the audience now: one query for the lot (the single-profile
-    form of the definition, correlated on each row, so it reads only these people's rows)."""
+    form of the definition, correlated on each row, so it reads only these people's rows). The
+    sender's re-check at send time goes through here."""
     ids = sorted(set(profile_ids))
     if not ids:
         return set()
-    if audience_definition(campaign) is None:
+    definition, check = _checked_audience(campaign)
+    if not check:
         return set(ids) if campaign.delivery_type != DeliveryType.SCHEDULED else set()
+    assert definition is not None
+    where = compile_where(definition, workspace_id=campaign.workspace_id, now=now or timezone.now(), mode="single")
     sql = q(
         "SELECT p.id FROM profiles_profile p WHERE p.id = ANY({}) AND p.workspace_id = {} AND {}",
         ids,
         campaign.workspace_id,
-        audience_where(campaign, now=now or timezone.now(), mode="single"),
+        where,
     )
     with connection.cursor() as cursor:
         cursor.execute(sql.text, sql.params)

@@ -51,7 +51,7 @@ from ..models import (
     ScheduleTiming,
     Variant,
 )
-from .audience import audience_definition, audience_where, extra_conditions_check
+from .audience import audience_definition, audience_has_include, audience_where, extra_conditions_check
 from .controls import BEST_TIME_HISTORY, best_hour_sql, best_time_minutes, person_zone, quiet_windows
 from .variants import BUCKETS, CONTROL, assignment_bucket_sql
 
@@ -169,7 +169,9 @@ def campaign_launch_problems(*, campaign: Campaign, now: datetime | None = None)
             for field, error in validate_template(message.channel, message.template):
                 problems.append(f"variant {variant.key}, {message.get_channel_display()} message: {field}: {error}")
     definition = audience_definition(campaign)
-    if definition is None and campaign.delivery_type == DeliveryType.SCHEDULED:
+    if campaign.delivery_type == DeliveryType.SCHEDULED and not audience_has_include(campaign):
+        # Exclude segments alone would mean "everyone but them": a triggered campaign may, a
+        # scheduled one (sent to its whole audience at once) must name who it is for.
         problems.append("audience: choose at least one segment to include, or extra conditions")
     if definition is not None:
         try:

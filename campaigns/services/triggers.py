@@ -49,6 +49,7 @@ from segments.compiler import compile_where, q
 from segments.definition import DefinitionError
 
 from ..models import Campaign, CampaignStatus, Delivery, DeliveryStatus, DeliveryType
+from .audience import audience_tree
 from .controls import BEST_TIME_HISTORY, best_hour_sql, person_zone
 from .trigger_rules import (
     MISSING,
@@ -116,16 +117,14 @@ class CampaignRules:
 
     def audience_definition(self) -> dict[str, Any] | None:
         """The audience as one segment definition (include any/all, exclude none, extra
-        conditions), so it compiles to one query; None when everyone qualifies."""
-        parts: list[Any] = []
-        if self.include_segments:
-            refs = [{"type": "segment", "segment_id": s} for s in self.include_segments]
-            parts.append({"all" if self.include_mode == "all" else "any": refs})
-        if self.exclude_segments:
-            parts.append({"none": [{"type": "segment", "segment_id": s} for s in self.exclude_segments]})
-        if self.extra_conditions:
-            parts.append(self.extra_conditions)
-        return {"all": parts} if parts else None
+        conditions), so it compiles to one query; None when everyone qualifies. The same tree the
+        sender re-checks at send time (``audience.audience_members_among``)."""
+        return audience_tree(
+            include=self.include_segments,
+            include_mode=self.include_mode,
+            exclude=self.exclude_segments,
+            extra=self.extra_conditions,
+        )
 
     def variant_key(self, profile_id: int) -> str:
         splits = [Split(v.key, v.percent) for v in self.variants]

@@ -8,10 +8,14 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.core import mail
 from django.utils import timezone
 
 from campaigns.models import CampaignStatus, Delivery, DeliveryStatus
+from campaigns.services.audience import audience_size
+from campaigns.services.sending import delivery_send_batch
 from campaigns.services.triggers import campaign_events_process
+from campaigns.services.whynot import why_not
 from campaigns.tests.trigger_helpers import (
     action_campaign,
     deliveries,
@@ -336,6 +340,46 @@ def test_the_audience_is_checked_when_the_trigger_fires(workspace: Workspace, ap
     )
     send_events(app, track("us", "Tapped"), track("fr", "Tapped"), track("staff", "Tapped"))
     assert [d.profile.external_id for d in deliveries(campaign)] == ["us"]
+
+
+def test_an_audience_of_exclude_segments_only_is_checked_again_at_send_time(
+    workspace: Workspace, app: App, _frozen: Any
+) -> None:
+    """Everyone but the churned: the exclusion holds when the trigger fires and again when the
+    delayed send falls due (the person may have churned meanwhile); admin says so too."""
+    churned = segment_create(
+        workspace=workspace,
+        name="Churned",
+        definition={"all": [{"type": "custom_attribute", "attribute": "churned", "data_type": "boolean", "op": "eq",
+                             "value": True}]},
+    )  # fmt: skip
+    campaign = action_campaign(
+        workspace,
+        triggers=[{"type": "custom_event", "event": "Tapped"}],
+        delay={"type": "duration", "seconds": 3600},
+        recheck_audience=True,
+        channel="email",
+        template={"subject": "We saved your seat", "text": "See you soon"},
+    )
+    campaign.exclude_segments.set([churned])
+    ingest(
+        app,
+        *[identify(name, email=f"{name}@example.com", churned=name == "gone") for name in ("ada", "bob", "gone")],
+    )
+    assert str(audience_size(campaign=campaign)) == "2"
+
+    send_events(app, track("ada", "Tapped"), track("bob", "Tapped"), track("gone", "Tapped"))
+    assert [d.profile.external_id for d in deliveries(campaign)] == ["ada", "bob"]
+
+    ingest(app, identify("bob", churned=True))  # churns before the send
+    _frozen.shift(timedelta(hours=1))
+    delivery_send_batch(delivery_ids=[d.pk for d in deliveries(campaign)])
+    sent = {d.profile.external_id: (d.status, d.reason) for d in deliveries(campaign)}
+    assert sent["bob"] == (DeliveryStatus.SKIPPED, "not in audience at send time")
+    assert sent["ada"] == (DeliveryStatus.SENT, "")
+    assert [m.to for m in mail.outbox] == [["ada@example.com"]]
+    bob = Profile.objects.get(external_id="bob")
+    assert 'now: not in audience: in the excluded segment "Churned"' in why_not(campaign=campaign, profile=bob)
 
 
 def test_the_control_group_is_recorded_and_sent_nothing(workspace: Workspace, app: App) -> None:
