@@ -25,6 +25,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
@@ -46,6 +47,7 @@ from .models import (
     CampaignStatus,
     ChannelMessage,
     Delivery,
+    DeliveryType,
     FrequencyCapRule,
     QuietHours,
     Variant,
@@ -59,7 +61,9 @@ from .services.launch import (
     campaign_pause,
     campaign_resume,
     campaign_stop,
+    trigger_references_problems,
 )
+from .services.segment_entry import segment_entry_baselines_take
 from .services.sending import campaign_send_test
 from .services.whynot import why_not
 
@@ -114,8 +118,15 @@ class CampaignForm(forms.ModelForm):
         'A segment definition tree ({"all": [...]}) the audience must also match; empty for none. '
         "See docs/segments.md.",
     )
-    triggers = _json_field('Action-based: [{"type": "custom_event", "event": "Product Added"}]; see docs/campaigns.md.')
-    delay = _json_field('Action-based: {"seconds": 3600}, {"next_weekday": 1, "at": "10:00"}, ...', rows=3)
+    triggers = _json_field(
+        'Action-based: a list, e.g. [{"type": "custom_event", "event": "Product Added"}, '
+        '{"type": "segment_entry", "segment_id": 5}]; see docs/campaigns-triggers.md.'
+    )
+    delay = _json_field(
+        'Action-based: {"type": "duration", "seconds": 3600}, {"type": "next_weekday", "weekday": "monday", '
+        '"time": "10:00"}, {"type": "days_at", "days": 2, "time": "10:00"}, {"type": "best_time"}; empty for none.',
+        rows=3,
+    )
     exception_events = _json_field('Action-based: [{"event": "Order Completed", "match_property": "cart_id"}]', rows=3)
     conversion_events = _json_field('[{"event": "Order Completed"}] or [{"purchase": true}]; the first is primary.')
 
@@ -166,6 +177,11 @@ class CampaignForm(forms.ModelForm):
 
         names = ("triggers", "delay", "exception_events", "conversion_events")
         problems = rules_problems(**{name: data.get(name) or None for name in names})
+        workspace = data.get("workspace") or getattr(self.instance, "workspace", None)
+        if workspace is not None and data.get("delivery_type") == DeliveryType.ACTION:
+            problems += trigger_references_problems(
+                workspace_id=workspace.pk, triggers=data.get("triggers"), campaign_id=self.instance.pk
+            )
         for problem in problems:
             field = next((name for name in names if problem.startswith(name)), None)
             if field is None and problem.startswith("conversion"):
@@ -336,6 +352,9 @@ class CampaignAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
         if not change and obj.created_by_id is None and request.user.is_authenticated:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+        if obj.status == CampaignStatus.RUNNING and obj.delivery_type == DeliveryType.ACTION:
+            # A running campaign given a new segment-entry trigger: its members now are not entering.
+            segment_entry_baselines_take(campaign=obj, now=timezone.now())
 
     # -- the change page ---------------------------------------------------------------------------
 

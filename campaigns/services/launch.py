@@ -38,6 +38,7 @@ from profiles.models import Workspace
 from profiles.services.engagement import Engagement, engagement_record
 from segments.compiler import Sql, join, q
 from segments.definition import DefinitionError
+from segments.models import Segment
 
 from ..models import (
     Campaign,
@@ -53,6 +54,7 @@ from ..models import (
 )
 from .audience import audience_definition, audience_has_include, audience_where, extra_conditions_check
 from .controls import BEST_TIME_HISTORY, best_hour_sql, best_time_minutes, person_zone, quiet_windows
+from .segment_entry import segment_entry_baselines_take
 from .variants import BUCKETS, CONTROL, assignment_bucket_sql
 
 logger = logging.getLogger(__name__)
@@ -146,6 +148,43 @@ def _immediate_messages(variant: Variant) -> list[ChannelMessage]:
     return [message for message in variant.messages.all() if message.delay_seconds == 0]
 
 
+def trigger_references_problems(*, workspace_id: int, triggers: Any, campaign_id: int | None) -> list[str]:
+    """What the triggers name that is not there: a segment-entry trigger's segment, an engagement
+    trigger's campaign, in the campaign's workspace (the shapes are ``rules_problems``' to check).
+    Matching would silently skip them; the builder and the launch say so instead."""
+    if not isinstance(triggers, list):
+        return []
+    wanted: dict[str, list[tuple[int, int]]] = {"segment_entry": [], "engagement": []}
+    for index, item in enumerate(triggers):
+        if not isinstance(item, dict) or item.get("type") not in wanted:
+            continue
+        key = "segment_id" if item["type"] == "segment_entry" else "campaign_id"
+        value = item.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            wanted[item["type"]].append((index, value))
+    segments = set(
+        Segment.objects.filter(workspace_id=workspace_id, pk__in=[v for _, v in wanted["segment_entry"]]).values_list(
+            "pk", flat=True
+        )
+    )
+    campaigns = set(
+        Campaign.objects.filter(workspace_id=workspace_id, pk__in=[v for _, v in wanted["engagement"]]).values_list(
+            "pk", flat=True
+        )
+    )
+    problems = [
+        f"triggers[{index}].segment_id: no segment {value} in this workspace"
+        for index, value in wanted["segment_entry"]
+        if value not in segments
+    ]
+    for index, value in wanted["engagement"]:
+        if campaign_id is not None and value == campaign_id:
+            problems.append(f"triggers[{index}].campaign_id: a campaign cannot be triggered by its own messages")
+        elif value not in campaigns:
+            problems.append(f"triggers[{index}].campaign_id: no campaign {value} in this workspace")
+    return sorted(problems)
+
+
 def campaign_launch_problems(*, campaign: Campaign, now: datetime | None = None) -> list[str]:
     """Everything that stops ``campaign`` from being launched, in words; empty when it can be."""
     now = now or timezone.now()
@@ -201,6 +240,9 @@ def campaign_launch_problems(*, campaign: Campaign, now: datetime | None = None)
     if campaign.delivery_type == DeliveryType.ACTION:
         if not campaign.triggers:
             problems.append("triggers: an action-based campaign needs at least one trigger")
+        problems += trigger_references_problems(
+            workspace_id=campaign.workspace_id, triggers=campaign.triggers, campaign_id=campaign.pk
+        )
         if campaign.ends_at is not None and campaign.ends_at <= now:
             problems.append("ends_at: the campaign's end has already passed")
     return problems
@@ -226,9 +268,14 @@ def campaign_launch(*, campaign: Campaign, actor: Any = None, now: datetime | No
         )
     else:
         updates.update(status=CampaignStatus.RUNNING)
-    if Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.DRAFT).update(**updates) != 1:
-        campaign.refresh_from_db(fields=["status"])
-        raise ValidationError(f"only a draft campaign can be launched; this one is {campaign.get_status_display()}")
+    with transaction.atomic():
+        if Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.DRAFT).update(**updates) != 1:
+            campaign.refresh_from_db(fields=["status"])
+            raise ValidationError(f"only a draft campaign can be launched; this one is {campaign.get_status_display()}")
+        if campaign.delivery_type == DeliveryType.ACTION:
+            # Who is in a segment-entry trigger's segment at launch is not entering it: recorded
+            # now, in the launch's transaction, not whenever the first event gets processed.
+            segment_entry_baselines_take(campaign=campaign, now=now)
     logger.info("campaign %s launched by %s", campaign.pk, actor)
     campaign.refresh_from_db()
     return campaign

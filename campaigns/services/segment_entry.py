@@ -6,10 +6,12 @@ check over those rows) is compared with what was recorded for the campaign (``Se
 In now and not recorded is an entry; recorded and out now removes the row, so leaving and coming
 back is a new entry.
 
-The first time a campaign is seen running, its segment's current members are snapshotted in one
-``INSERT … SELECT`` (``SegmentEntryBaseline``), so people who were already in it at launch do not
-"enter". Membership that changes with no event (time passing: "last seen more than 30 days ago")
-is noticed at the person's next event, not at the moment it changes.
+When the campaign is launched, its segments' current members are snapshotted in one
+``INSERT … SELECT`` each (``SegmentEntryBaseline``, in the launch's transaction), so people who were
+already in them at launch do not "enter", and people who enter afterwards do, even before the
+campaign's first batch of events. (A campaign without a baseline, say one launched before this
+existed, takes it at its first batch.) Membership that changes with no event (time passing: "last
+seen more than 30 days ago") is noticed at the person's next event, not at the moment it changes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from segments.compiler import compile_where, members_query, q
 from segments.definition import DefinitionError
 from segments.models import Segment
 
-from ..models import SegmentEntryBaseline
+from ..models import Campaign, SegmentEntryBaseline
 
 if TYPE_CHECKING:
     from .triggers import CampaignRules, Candidate, StoredEvent
@@ -62,6 +64,32 @@ def baseline_ensure(*, campaign_id: int, segment: Segment, now: datetime) -> boo
         cursor.execute(sql.text, sql.params)
     SegmentEntryBaseline.objects.create(campaign_id=campaign_id, segment_id=segment.pk, taken_at=now)
     return True
+
+
+def segment_entry_baselines_take(*, campaign: Campaign, now: datetime) -> list[int]:
+    """Snapshot the members of every segment the campaign's segment-entry triggers name, where
+    not taken yet; returns the segment ids snapshotted now. The launch calls it in its transaction,
+    so "already in the segment" means in it when the campaign started, not when its first event
+    happened to be processed (a person who entered in between is entering); the builder calls it
+    when a running campaign gains such a trigger."""
+    segment_ids = sorted(
+        {
+            item["segment_id"]
+            for item in campaign.triggers or []
+            if isinstance(item, dict)
+            and item.get("type") == "segment_entry"
+            and isinstance(item.get("segment_id"), int)
+            and not isinstance(item.get("segment_id"), bool)
+        }
+    )
+    taken = []
+    for segment in Segment.objects.filter(workspace_id=campaign.workspace_id, pk__in=segment_ids).order_by("pk"):
+        try:
+            if baseline_ensure(campaign_id=campaign.pk, segment=segment, now=now):
+                taken.append(segment.pk)
+        except DefinitionError as error:  # the launch check names it; matching skips the segment
+            logger.warning("campaign %s: segment %s cannot be evaluated: %s", campaign.pk, segment.pk, error)
+    return taken
 
 
 def _members_among(segment: Segment, profile_ids: list[int], now: datetime) -> set[int]:

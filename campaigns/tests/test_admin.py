@@ -132,6 +132,29 @@ def test_the_form_names_what_is_wrong(admin_client: Client, workspace: Workspace
     assert not Campaign.objects.exists()
 
 
+def test_a_triggered_campaign_with_an_invalid_trigger_is_not_saved(admin_client: Client, workspace: Workspace) -> None:
+    triggered = form_data(
+        workspace,
+        delivery_type="action",
+        triggers='[{"type": "segment_entry", "segment_id": 424242}, {"type": "custom_event", "event": ""}]',
+        delay='{"seconds": 3600}',
+    )
+    response = admin_client.post("/admin/campaigns/campaign/add/", triggered)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "triggers[0].segment_id: no segment 424242 in this workspace" in errors["triggers"]
+    assert "triggers[1].event: must be a non-empty event name of at most 255 characters" in errors["triggers"]
+    assert any(error.startswith("delay: must be an object whose type is one of") for error in errors["delay"])
+    assert not Campaign.objects.exists()
+
+    pro = segment(workspace, "Pro")
+    triggered.update(
+        triggers=f'[{{"type": "segment_entry", "segment_id": {pro.pk}}}]', delay='{"type": "duration", "seconds": 3600}'
+    )
+    assert admin_client.post("/admin/campaigns/campaign/add/", triggered).status_code == 302
+    assert Campaign.objects.get().triggers == [{"type": "segment_entry", "segment_id": pro.pk}]
+
+
 def test_progress_pause_resume_stop_and_why_not(frozen: Any, admin_client: Client, workspace: Workspace) -> None:
     ana = person(workspace, "ana")
     person(workspace, "gone", email_subscription=SubscriptionState.UNSUBSCRIBED)
