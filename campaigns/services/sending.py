@@ -238,16 +238,21 @@ def deliveries_recover_stale(*, now: datetime, enqueue: bool = True, limit: int 
 def deliveries_claim(*, delivery_ids: Sequence[int], now: datetime) -> None:
     """At the start of a send task: claim those of ``delivery_ids`` that are due and still
     ``scheduled`` (a trigger's direct hand-off, which does not wait for the beat), and restamp
-    ``claimed_at`` on those already claimed, so the stale-claim sweep measures the time since work
-    started on them, not the time they waited in the broker's queue."""
+    ``claimed_at`` on those claimed long ago, so the stale-claim sweep measures the time since
+    work started on them, not the time they waited in the broker's queue.
+
+    Claims younger than a tenth of ``CAMPAIGNS_CLAIM_TIMEOUT`` are left as they are (the usual
+    case: the beat claimed them seconds ago): with the task's time limit under the timeout, such a
+    run still ends before the sweep would look, and each row is written once less per send."""
+    restamp_before = now - claim_timeout() / 10
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE campaigns_delivery d SET status = 'sending', claimed_at = %s WHERE d.id IN ("
             " SELECT x.id FROM campaigns_delivery x JOIN campaigns_campaign c ON c.id = x.campaign_id"
-            " WHERE x.id = ANY(%s) AND (x.status = 'sending'"
+            " WHERE x.id = ANY(%s) AND ((x.status = 'sending' AND x.claimed_at < %s)"
             "  OR (x.status = 'scheduled' AND x.scheduled_for <= %s AND c.status = 'running'))"
             " FOR UPDATE OF x SKIP LOCKED)",
-            [now, list(delivery_ids), now],
+            [now, list(delivery_ids), restamp_before, now],
         )
 
 
@@ -360,11 +365,17 @@ def delivery_send_batch(*, delivery_ids: Sequence[int], now: datetime | None = N
     deliveries_claim(delivery_ids=delivery_ids, now=now)
     deliveries = list(
         Delivery.objects.filter(pk__in=list(delivery_ids), status=DeliveryStatus.SENDING)
-        .select_related("campaign", "profile", "variant")
+        .select_related("profile")
         .order_by("pk")
     )
     if not deliveries:
         return BatchResult(counts={})
+    # A batch is mostly one campaign and variant: one object each, not one per row (select_related).
+    campaigns = Campaign.objects.in_bulk({d.campaign_id for d in deliveries})
+    variants = Variant.objects.in_bulk({d.variant_id for d in deliveries if d.variant_id})
+    for delivery in deliveries:
+        delivery.campaign = campaigns[delivery.campaign_id]
+        delivery.variant = variants.get(delivery.variant_id) if delivery.variant_id else None
     messages_by_variant: dict[int, list[ChannelMessage]] = defaultdict(list)
     for message in ChannelMessage.objects.filter(
         variant_id__in={d.variant_id for d in deliveries if d.variant_id}
@@ -632,14 +643,14 @@ def _send(plans: list[_Plan], outcomes: dict[int, Outcome]) -> None:
     transaction), then decide each delivery's outcome from what its dispatches say. Dispatches an
     earlier run already sent are not sent again: they are read as they are."""
     pending = [
-        str(dispatch.pk)
+        dispatch
         for plan in plans
         for item in plan.prepared
         for dispatch in item.dispatches
         if dispatch.status == DispatchStatus.PENDING
     ]
     profiles = {plan.delivery.profile_id: plan.delivery.profile for plan in plans}
-    sent = dispatch_send_many(dispatch_ids=pending, profiles=profiles) if pending else SendManyResult()
+    sent = dispatch_send_many(dispatches=pending, profiles=profiles) if pending else SendManyResult()
     for plan in plans:
         transient: list[str] = []
         results: list[tuple[str, Dispatch]] = []
