@@ -139,13 +139,18 @@ def test_without_a_message_id_or_with_a_date_the_headers_match_django() -> None:
 def test_random_messages_come_out_as_django_writes_them() -> None:
     rng = random.Random(5)
     alphabet = "abcXYZ019 ,;:.-_=?\"'()<>@[]\t/éü—🎉"
+    word = "abcXYZ019,;:.-_=?\"'()<>@[]/"
     for _ in range(300):
         subject = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 110)))
         body = "\n".join("".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 90))) for _ in range(4))
         html = rng.choice(["", "<p>" + body + "</p>"])
+        token = "".join(rng.choice(word) for _ in range(rng.randrange(40, 140)))  # one long word, or not
         assert_same_as_django(
-            build(subject=subject, from_email=rng.choice(FROMS), to=rng.choice(TOS), body=body, html=html)
-        )
+            build(
+                subject=subject, from_email=rng.choice(FROMS), to=rng.choice(TOS), body=body, html=html,
+                **{"X-Token": token, "X-Words": " ".join(token[i : i + 9] for i in range(0, len(token), 9))},
+            )
+        )  # fmt: skip
 
 
 def test_messages_it_does_not_handle_are_left_to_django() -> None:

@@ -58,8 +58,13 @@ _BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))
 
 def _header(name: str, value: Any, encoding: str) -> str:
     name, text = forbid_multi_line_headers(name, value, encoding)  # Django's own check and encoding
-    if len(name) + 2 + len(text) <= _MAX_HEADER_LINE and _PLAIN_VALUE.match(text):
-        return f"{name}: {text}\r\n"
+    if _PLAIN_VALUE.match(text):
+        if len(name) + 2 + len(text) <= _MAX_HEADER_LINE:
+            return f"{name}: {text}\r\n"
+        if " " not in text:
+            # One word too long for the line (a Message-ID, a List-Unsubscribe link): the folder
+            # cannot split it and moves it to a continuation line of its own.
+            return f"{name}: \r\n {text}\r\n"
     return _POLICY.fold(name, text)
 
 
