@@ -3,13 +3,16 @@ backend and counts each recipient. (The benchmark itself is run by hand: python 
 
 from __future__ import annotations
 
+import pytest
 from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 
 from bench.send import Sink, parse_args
+from channels.transports.email_wire import send_message
 
 
 def test_the_sink_counts_each_recipient_of_each_message() -> None:
-    sink = Sink.start()
+    sink = Sink.start(pipelining=False)
     try:
         backend = get_connection("django.core.mail.backends.smtp.EmailBackend", host="127.0.0.1", port=sink.port)
         backend.open()
@@ -25,6 +28,23 @@ def test_the_sink_counts_each_recipient_of_each_message() -> None:
         messages, recipients = sink.stats()
         assert messages == 3
         assert recipients == {"x@example.com": 2, "y@example.com": 1}
+    finally:
+        sink.stop()
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_the_sink_takes_pipelined_and_one_by_one_conversations(pipelining: bool) -> None:
+    sink = Sink.start(pipelining=pipelining)
+    try:
+        backend = SmtpBackend(host="127.0.0.1", port=sink.port)
+        backend.open()
+        assert backend.connection is not None
+        backend.connection.ehlo_or_helo_if_needed()
+        assert backend.connection.has_extn("pipelining") == pipelining
+        for to in ("a@example.com", "b@example.com", "a@example.com"):
+            send_message(backend, EmailMessage("Hi", "body\n.\nstill body", "s@example.com", [to]))
+        backend.close()
+        assert sink.stats() == (3, {"a@example.com": 2, "b@example.com": 1})
     finally:
         sink.stop()
 
