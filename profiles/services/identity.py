@@ -21,6 +21,7 @@ from django.utils import timezone
 from ..models import AnonymousId, Profile, ProfileMerge
 from ..signals import profile_merged
 from .locks import lock_identities
+from .sql import Statement, run_together
 
 ProfileRow = dict[str, Any]
 
@@ -74,6 +75,47 @@ def _decode_row(columns: list[str], values: Iterable[Any]) -> ProfileRow:
     return row
 
 
+def load_statements(
+    *, workspace_id: int, external_ids: Iterable[str], anonymous_ids: Iterable[str]
+) -> list[Statement | None]:
+    """The two statements ``load_profiles`` runs, for a caller that sends them with others: the
+    anonymous ids' owners, and the profiles (locked ``FOR UPDATE`` in id order) those and the
+    external ids point at. ``loaded_profiles`` reads their results."""
+    external_list = sorted(set(external_ids))
+    anonymous_list = sorted(set(anonymous_ids))
+    if not external_list and not anonymous_list:
+        return [None, None]
+    anonymous = (
+        (
+            "SELECT anonymous_id, profile_id FROM profiles_anonymousid"
+            " WHERE workspace_id = %s AND anonymous_id = ANY(%s)",
+            [workspace_id, anonymous_list],
+        )
+        if anonymous_list
+        else None
+    )
+    profiles = (
+        f"SELECT {', '.join(PROFILE_COLUMNS)} FROM profiles_profile "  # noqa: S608 (column names, not input)
+        "WHERE id IN (SELECT id FROM profiles_profile WHERE workspace_id = %s AND external_id = ANY(%s)"
+        " UNION ALL SELECT profile_id FROM profiles_anonymousid WHERE workspace_id = %s AND anonymous_id = ANY(%s))"
+        " ORDER BY id FOR UPDATE",
+        [workspace_id, external_list, workspace_id, anonymous_list],
+    )
+    return [anonymous, profiles]
+
+
+def loaded_profiles(
+    anonymous_rows: list[tuple[Any, ...]], profile_rows: list[tuple[Any, ...]]
+) -> tuple[dict[int, ProfileRow], dict[str, int]]:
+    """``(profiles by id, profile id by anonymous id)`` from the results of ``load_statements``."""
+    anon_map: dict[str, int] = dict(anonymous_rows)
+    profiles = {row["id"]: row for row in (_decode_row(PROFILE_COLUMNS, values) for values in profile_rows)}
+    for row in profiles.values():
+        # What the row held when loaded: save_profiles writes only the columns that changed.
+        row["_loaded"] = {column: row[column] for column in MUTABLE_COLUMNS}
+    return profiles, anon_map
+
+
 def load_profiles(
     cursor: CursorWrapper, *, workspace_id: int, external_ids: Iterable[str], anonymous_ids: Iterable[str]
 ) -> tuple[dict[int, ProfileRow], dict[str, int]]:
@@ -83,28 +125,10 @@ def load_profiles(
     order; callers hold the identity advisory locks already, so this only guards against writers
     that reach the same profile through another identifier.
     """
-    external_list = sorted(set(external_ids))
-    anonymous_list = sorted(set(anonymous_ids))
-    anon_map: dict[str, int] = {}
-    if anonymous_list:
-        cursor.execute(
-            "SELECT anonymous_id, profile_id FROM profiles_anonymousid"
-            " WHERE workspace_id = %s AND anonymous_id = ANY(%s)",
-            [workspace_id, anonymous_list],
-        )
-        anon_map = dict(cursor.fetchall())
-    if not external_list and not anon_map:
-        return {}, anon_map
-    cursor.execute(
-        f"SELECT {', '.join(PROFILE_COLUMNS)} FROM profiles_profile "  # noqa: S608 (column names, not input)
-        "WHERE workspace_id = %s AND (external_id = ANY(%s) OR id = ANY(%s)) ORDER BY id FOR UPDATE",
-        [workspace_id, external_list, sorted(set(anon_map.values()))],
+    results = run_together(
+        cursor, load_statements(workspace_id=workspace_id, external_ids=external_ids, anonymous_ids=anonymous_ids)
     )
-    profiles = {row["id"]: row for row in (_decode_row(PROFILE_COLUMNS, values) for values in cursor.fetchall())}
-    for row in profiles.values():
-        # What the row held when loaded: save_profiles writes only the columns that changed.
-        row["_loaded"] = {column: row[column] for column in MUTABLE_COLUMNS}
-    return profiles, anon_map
+    return loaded_profiles(*results)
 
 
 def allocate_profile_ids(cursor: CursorWrapper, count: int) -> list[int]:
@@ -132,18 +156,22 @@ def new_profile_row(profile_id: int, *, workspace_id: int, external_id: str | No
     return row
 
 
-def save_profiles(cursor: CursorWrapper, rows: Iterable[ProfileRow]) -> None:
-    """Insert the new rows and write every mutable column of the others, one statement each."""
+def save_statements(rows: Iterable[ProfileRow]) -> list[Statement]:
+    """The statements that insert the new rows and write the changed columns of the others (one
+    statement each), for a caller that sends them with others. The rows count as saved from here on."""
+    statements: list[Statement] = []
     inserts: list[ProfileRow] = []
     updates: list[ProfileRow] = []
     for row in rows:
         (inserts if row.get("_new") else updates).append(row)
     if inserts:
         record = ", ".join(f"{c} {COLUMN_TYPES[c]}" for c in PROFILE_COLUMNS)
-        cursor.execute(
-            f"INSERT INTO profiles_profile ({', '.join(PROFILE_COLUMNS)}) "  # noqa: S608 (column names only)
-            f"SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x({record})",
-            [dumps([{c: row[c] for c in PROFILE_COLUMNS} for row in inserts])],
+        statements.append(
+            (
+                f"INSERT INTO profiles_profile ({', '.join(PROFILE_COLUMNS)}) "  # noqa: S608 (column names only)
+                f"SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x({record})",
+                [dumps([{c: row[c] for c in PROFILE_COLUMNS} for row in inserts])],
+            )
         )
         for row in inserts:
             del row["_new"]
@@ -161,13 +189,23 @@ def save_profiles(cursor: CursorWrapper, rows: Iterable[ProfileRow]) -> None:
         columns = [c for c in MUTABLE_COLUMNS if c in changed_columns]
         assignments = ", ".join(f"{c} = x.{c}" for c in columns)
         record = ", ".join(f"{c} {COLUMN_TYPES[c]}" for c in ("id", *columns))
-        cursor.execute(
-            f"UPDATE profiles_profile AS p SET {assignments}, updated_at = now() "  # noqa: S608 (column names only)
-            f"FROM jsonb_to_recordset(%s::jsonb) AS x({record}) WHERE p.id = x.id",
-            [dumps([{c: row[c] for c in ("id", *columns)} for row in changed_rows])],
+        statements.append(
+            (
+                f"UPDATE profiles_profile AS p SET {assignments}, updated_at = now() "  # noqa: S608 (column names only)
+                f"FROM jsonb_to_recordset(%s::jsonb) AS x({record}) WHERE p.id = x.id",
+                [dumps([{c: row[c] for c in ("id", *columns)} for row in changed_rows])],
+            )
         )
         for row in changed_rows:
             row["_loaded"] = {column: row[column] for column in MUTABLE_COLUMNS}
+    return statements
+
+
+def save_profiles(cursor: CursorWrapper, rows: Iterable[ProfileRow]) -> None:
+    """Insert the new rows and write every changed column of the others, in one round trip."""
+    statements = save_statements(rows)
+    if statements:
+        run_together(cursor, list(statements))
 
 
 def combine_rows(target: ProfileRow, source: ProfileRow) -> None:

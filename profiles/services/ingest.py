@@ -38,13 +38,15 @@ from .identity import (
     ProfileRow,
     allocate_profile_ids,
     dumps,
-    load_profiles,
+    load_statements,
+    loaded_profiles,
     merge_rows,
     new_profile_row,
-    save_profiles,
+    save_statements,
 )
-from .locks import lock_identities
+from .locks import lock_statement
 from .privacy import suppressed_identifiers
+from .sql import Statement, run_together
 
 logger = logging.getLogger(__name__)
 
@@ -114,23 +116,38 @@ def ingest_batch(
 
 
 def store_messages(*, app: App, messages: list[Message], received_at: datetime, result: IngestResult) -> None:
-    for attempt in range(_DEADLOCK_RETRIES):
+    precheck = False
+    for attempt in range(_DEADLOCK_RETRIES + 1):
         try:
             with transaction.atomic():
-                _store(app, messages, received_at, result)
+                _store(app, messages, received_at, result, precheck=precheck)
             break
+        except _Resent:
+            # Some message ids were stored before (an SDK resending a batch): once more, this time
+            # asking first which, so that only the new events change the profiles.
+            precheck = True
+            _reset(result)
         except OperationalError as error:
             # Two batches reaching one profile through different identifiers can deadlock on its
             # row; PostgreSQL aborts one of them, which then runs again from the start.
-            if getattr(error.__cause__, "sqlstate", None) != "40P01" or attempt == _DEADLOCK_RETRIES - 1:
+            if getattr(error.__cause__, "sqlstate", None) != "40P01" or attempt >= _DEADLOCK_RETRIES - 1:
                 raise
             logger.warning("intake deadlock on app %s, retrying (attempt %s)", app.pk, attempt + 1)
-            result.rejected = [r for r in result.rejected if r.code != "alias_conflict"]
-            result.stored = result.duplicates = result.suppressed = 0
-            result.event_ids, result.profile_ids = [], set()
+            _reset(result)
     if result.event_ids:
         event_ids, workspace_id = list(result.event_ids), app.workspace_id
         transaction.on_commit(lambda: events_stored.send(sender=App, workspace_id=workspace_id, event_ids=event_ids))
+
+
+def _reset(result: IngestResult) -> None:
+    """Forget what a rolled-back attempt counted (rejections for invalid input stay)."""
+    result.rejected = [r for r in result.rejected if r.code != "alias_conflict"]
+    result.stored = result.duplicates = result.suppressed = 0
+    result.event_ids, result.profile_ids = [], set()
+
+
+class _Resent(Exception):
+    """The batch holds message ids stored before; its attempt is rolled back and made again."""
 
 
 class _Resolver:
@@ -245,49 +262,47 @@ class _AliasConflict(Exception):
     pass
 
 
-def _store(app: App, messages: list[Message], received_at: datetime, result: IngestResult) -> None:
-    workspace_id = app.workspace_id
-    external_ids = {m.user_id for m in messages if m.user_id}
-    anonymous_ids = {m.anonymous_id for m in messages if m.anonymous_id}
-    previous_ids = {m.previous_id for m in messages if m.previous_id}
+def _store(app: App, messages: list[Message], received_at: datetime, result: IngestResult, *, precheck: bool) -> None:
+    """Store one batch in the caller's transaction, in two round trips when nothing was stored before.
 
-    # Locks first: a person being erased right now holds them, so their suppression is visible by
-    # the time this batch checks for it and a late event cannot bring them back.
-    lock_identities(workspace_id, external_ids=external_ids | previous_ids, anonymous_ids=anonymous_ids | previous_ids)
-    blocked_external: set[str] = set()
-    blocked_anonymous: set[str] = set()
-    # Most workspaces have deleted nobody; hashing every identifier is only worth it when some did.
-    if Suppression.objects.filter(workspace_id=workspace_id).exists():
-        blocked_external, blocked_anonymous = suppressed_identifiers(
-            workspace_id=workspace_id,
-            external_ids=external_ids | previous_ids,
-            anonymous_ids=anonymous_ids | previous_ids,
-        )
-    if blocked_external or blocked_anonymous:
-        kept = [
-            m
-            for m in messages
-            if m.user_id not in blocked_external
-            and m.anonymous_id not in blocked_anonymous
-            and m.previous_id not in blocked_external
-            and m.previous_id not in blocked_anonymous
-        ]
-        result.suppressed = len(messages) - len(kept)
-        messages = kept
-        if not messages:
-            return
+    Resent message ids are rare (an SDK retrying after a timeout), so the batch does not ask which
+    of its ids are stored already; the events insert tells. When it stores fewer events than it
+    was given, ``_Resent`` rolls the attempt back and ``precheck`` runs it again asking first.
+    """
+    workspace_id = app.workspace_id
+    external_ids = {m.user_id for m in messages if m.user_id} | {m.previous_id for m in messages if m.previous_id}
+    anonymous_ids = {m.anonymous_id for m in messages if m.anonymous_id} | {
+        m.previous_id for m in messages if m.previous_id
+    }
 
     with connection.cursor() as cursor:
-        profiles, anon_map = load_profiles(
+        # The batch reads everything it needs in one round trip. Locks first: a person being erased
+        # right now holds them, so their suppression is visible by the time this batch checks for
+        # it and a late event cannot bring them back. Each statement after the locks reads a fresh
+        # snapshot, so a batch about the same people that committed while this one waited is seen
+        # whole: its profiles, and (with ``precheck``) its message ids.
+        _, suppressing, anonymous_rows, profile_rows, stored_rows = run_together(
             cursor,
-            workspace_id=workspace_id,
-            external_ids=external_ids | previous_ids,
-            anonymous_ids=anonymous_ids | previous_ids,
+            [
+                lock_statement(workspace_id, external_ids=external_ids, anonymous_ids=anonymous_ids),
+                (f"SELECT 1 FROM {Suppression._meta.db_table} WHERE workspace_id = %s LIMIT 1", [workspace_id]),  # noqa: S608
+                *load_statements(workspace_id=workspace_id, external_ids=external_ids, anonymous_ids=anonymous_ids),
+                (
+                    "SELECT message_id FROM profiles_event WHERE workspace_id = %s AND message_id = ANY(%s)",
+                    [workspace_id, sorted({m.message_id for m in messages})],
+                )
+                if precheck
+                else None,
+            ],
         )
+        # Most workspaces have deleted nobody; hashing every identifier is only worth it when some did.
+        if suppressing:
+            messages = _without_suppressed(workspace_id, messages, external_ids, anonymous_ids, result)
+            if not messages:
+                return
+        profiles, anon_map = loaded_profiles(anonymous_rows, profile_rows)
         resolver = _Resolver(cursor, app, profiles, anon_map)
-        resolver.pool_size = len(external_ids | previous_ids - resolver.by_external.keys()) + len(
-            anonymous_ids - anon_map.keys()
-        )
+        resolver.pool_size = len(external_ids - resolver.by_external.keys()) + len(anonymous_ids - anon_map.keys())
         targets: list[tuple[Message, ProfileRow]] = []
         for message in messages:
             try:
@@ -295,30 +310,15 @@ def _store(app: App, messages: list[Message], received_at: datetime, result: Ing
             except _AliasConflict as conflict:
                 result.rejected.append(Rejection(index=message.index, code="alias_conflict", message=str(conflict)))
         resolved = [(message, resolver.final(row)) for message, row in targets]
-        if resolver.new_links:
-            links = [
-                {"a": a, "p": resolver.final(resolver.by_id.get(p) or {"id": p})["id"]}
-                for a, p in resolver.new_links.items()
-            ]
-            cursor.execute(
-                "INSERT INTO profiles_anonymousid (workspace_id, anonymous_id, profile_id, created_at) "
-                "SELECT %s, x.a, x.p, now() FROM jsonb_to_recordset(%s::jsonb) AS x(a text, p bigint) "
-                "ON CONFLICT (workspace_id, anonymous_id) DO NOTHING",
-                [workspace_id, dumps(links)],
-            )
 
-        new_ids = _insert_events(cursor, app, resolved, received_at)
-        result.event_ids = list(new_ids.values())
-        # Only the first message of each newly stored message id changes its profile: the others
+        # Only the first message of each message id not stored yet changes its profile: the others
         # were stored before (an SDK retry) or repeat an id within this batch.
         fresh: list[tuple[Message, ProfileRow]] = []
-        seen: set[str] = set()
+        seen: set[str] = {message_id for (message_id,) in stored_rows}
         for message, row in resolved:
-            if message.message_id in new_ids and message.message_id not in seen:
+            if message.message_id not in seen:
                 seen.add(message.message_id)
                 fresh.append((message, row))
-        result.stored = len(fresh)
-        result.duplicates = len(resolved) - len(fresh)
 
         timeout = timedelta(minutes=settings.SESSION_TIMEOUT_MINUTES)
         sessions: list[tuple[Message, ProfileRow]] = []
@@ -329,24 +329,79 @@ def _store(app: App, messages: list[Message], received_at: datetime, result: Ing
         for message, row in ordered:
             with_context = context_from.get(row["id"]) == message.message_id
             if apply_message(row, message, app=app, session_timeout=timeout, with_context=with_context):
+                # Sessions are events too, so "sessions in the last N days" and "on session start"
+                # triggers read them like any other behaviour.
                 sessions.append((session_event(message), row))
-        if sessions:
-            # Sessions are events too, so "sessions in the last N days" and "on session start"
-            # triggers read them like any other behaviour.
-            result.event_ids += list(_insert_events(cursor, app, sessions, received_at).values())
+
+        # Everything the batch writes, in a second round trip.
         touched = {row["id"]: row for _, row in resolved}
-        save_profiles(cursor, touched.values())
+        profile_statements = save_statements(touched.values())
+        written = run_together(
+            cursor,
+            [
+                _links_statement(workspace_id, resolver),
+                *profile_statements,
+                _events_statement(app, fresh + sessions, received_at),
+                _devices_statement(app, fresh),
+            ],
+        )
+        new_ids = dict(written[1 + len(profile_statements)])
+        if not precheck and len(new_ids) < len(fresh) + len(sessions):
+            raise _Resent
+        result.event_ids = list(new_ids.values())
+        # Counted from what the insert stored: after a precheck, a message id stored meanwhile by a
+        # concurrent batch about other people (ids that collide across people) is a duplicate too.
+        result.stored = sum(1 for message, _ in fresh if message.message_id in new_ids)
+        result.duplicates = len(resolved) - result.stored
         result.profile_ids = set(touched)
-        _upsert_devices(cursor, app, fresh)
-        _insert_purchases(cursor, workspace_id, fresh, new_ids)
 
 
-def _insert_events(
-    cursor: CursorWrapper, app: App, resolved: list[tuple[Message, ProfileRow]], received_at: datetime
-) -> dict[str, int]:
-    """Insert the events; return the message ids newly stored, with their event ids."""
-    if not resolved:
-        return {}
+def _without_suppressed(
+    workspace_id: int, messages: list[Message], external_ids: set[str], anonymous_ids: set[str], result: IngestResult
+) -> list[Message]:
+    blocked_external, blocked_anonymous = suppressed_identifiers(
+        workspace_id=workspace_id, external_ids=external_ids, anonymous_ids=anonymous_ids
+    )
+    if not blocked_external and not blocked_anonymous:
+        return messages
+    kept = [
+        m
+        for m in messages
+        if m.user_id not in blocked_external
+        and m.anonymous_id not in blocked_anonymous
+        and m.previous_id not in blocked_external
+        and m.previous_id not in blocked_anonymous
+    ]
+    result.suppressed = len(messages) - len(kept)
+    return kept
+
+
+def _links_statement(workspace_id: int, resolver: _Resolver) -> Statement | None:
+    """The anonymous ids this batch tied to profiles."""
+    if not resolver.new_links:
+        return None
+    links = [
+        {"a": a, "p": resolver.final(resolver.by_id.get(p) or {"id": p})["id"]} for a, p in resolver.new_links.items()
+    ]
+    return (
+        "INSERT INTO profiles_anonymousid (workspace_id, anonymous_id, profile_id, created_at) "
+        "SELECT %s, x.a, x.p, now() FROM jsonb_to_recordset(%s::jsonb) AS x(a text, p bigint) "
+        "ON CONFLICT (workspace_id, anonymous_id) DO NOTHING",
+        [workspace_id, dumps(links)],
+    )
+
+
+_EVENTS_INSERT = (
+    "INSERT INTO profiles_event (workspace_id, profile_id, app_id, type, name, properties, context, message_id,"
+    " timestamp, received_at) SELECT %s, x.p, %s, x.t, x.n, x.pr, x.c, x.m, x.ts, %s"
+    " FROM jsonb_to_recordset(%s::jsonb) AS x(p bigint, t text, n text, pr jsonb, c jsonb, m text, ts timestamptz)"
+    " ON CONFLICT (workspace_id, message_id) DO NOTHING"
+)
+
+
+def _events_statement(app: App, events: list[tuple[Message, ProfileRow]], received_at: datetime) -> Statement:
+    """Insert the events, and the purchase lines of those that are purchases; the statement returns
+    the message ids newly stored, with their event ids."""
     rows = [
         {
             "p": row["id"],
@@ -357,16 +412,26 @@ def _insert_events(
             "m": m.message_id,
             "ts": m.timestamp,
         }
-        for m, row in resolved
+        for m, row in events
     ]
-    cursor.execute(
-        "INSERT INTO profiles_event (workspace_id, profile_id, app_id, type, name, properties, context, message_id,"
-        " timestamp, received_at) SELECT %s, x.p, %s, x.t, x.n, x.pr, x.c, x.m, x.ts, %s"
-        " FROM jsonb_to_recordset(%s::jsonb) AS x(p bigint, t text, n text, pr jsonb, c jsonb, m text, ts timestamptz)"
-        " ON CONFLICT (workspace_id, message_id) DO NOTHING RETURNING message_id, id",
-        [app.workspace_id, app.pk, received_at, dumps(rows)],
+    params: list[Any] = [app.workspace_id, app.pk, received_at, dumps(rows)]
+    lines = [
+        {"m": m.message_id, "pid": line.product_id, "pr": str(line.price), "c": line.currency, "q": line.quantity}
+        for m, _ in events
+        for line in m.purchases
+    ]
+    if not lines:
+        return f"{_EVENTS_INSERT} RETURNING message_id, id", params
+    # Purchase lines point at their event, so they are written from the insert's own result.
+    return (
+        f"WITH e AS ({_EVENTS_INSERT} RETURNING message_id, id, profile_id, timestamp),"  # noqa: S608 (a constant)
+        " lines AS (INSERT INTO profiles_purchase (workspace_id, profile_id, event_id, product_id, price, currency,"
+        " quantity, timestamp) SELECT %s, e.profile_id, e.id, x.pid, x.pr, x.c, x.q, e.timestamp"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(m text, pid text, pr numeric, c text, q integer)"
+        " JOIN e ON e.message_id = x.m)"
+        " SELECT message_id, id FROM e",
+        [*params, app.workspace_id, dumps(lines)],
     )
-    return dict(cursor.fetchall())
 
 
 def _text(value: Any, limit: int = 255) -> str:
@@ -562,7 +627,7 @@ def _device_row(message: Message, row: ProfileRow, app: App) -> dict[str, Any] |
     }
 
 
-def _upsert_devices(cursor: CursorWrapper, app: App, fresh: list[tuple[Message, ProfileRow]]) -> None:
+def _devices_statement(app: App, fresh: list[tuple[Message, ProfileRow]]) -> Statement | None:
     # Only each device's latest message is worth turning into a row (the upsert keeps the latest).
     newest: dict[str, tuple[Message, ProfileRow]] = {}
     for message, row in fresh:
@@ -575,8 +640,8 @@ def _upsert_devices(cursor: CursorWrapper, app: App, fresh: list[tuple[Message, 
         if device is not None:
             latest[device["d"]] = device
     if not latest:
-        return
-    cursor.execute(
+        return None
+    return (
         "INSERT INTO profiles_device AS d (workspace_id, profile_id, app_id, device_id, platform, manufacturer, model,"
         " os_name, os_version, app_version, locale, push_provider, push_token, push_enabled, push_disabled_reason,"
         " ad_tracking_enabled, first_seen, last_seen)"
@@ -615,28 +680,3 @@ def _upsert_devices(cursor: CursorWrapper, app: App, fresh: list[tuple[Message, 
         " OR d.last_seen < EXCLUDED.last_seen - interval '5 minutes'",
         [app.workspace_id, app.pk, dumps(sorted(latest.values(), key=lambda d: d["d"]))],
     )
-
-
-def _insert_purchases(
-    cursor: CursorWrapper, workspace_id: int, fresh: list[tuple[Message, ProfileRow]], new_ids: dict[str, int]
-) -> None:
-    rows = [
-        {
-            "p": row["id"],
-            "e": new_ids[m.message_id],
-            "pid": line.product_id,
-            "pr": str(line.price),
-            "c": line.currency,
-            "q": line.quantity,
-            "ts": m.timestamp,
-        }
-        for m, row in fresh
-        for line in m.purchases
-    ]
-    if rows:
-        cursor.execute(
-            "INSERT INTO profiles_purchase (workspace_id, profile_id, event_id, product_id, price, currency, quantity,"
-            " timestamp) SELECT %s, x.p, x.e, x.pid, x.pr, x.c, x.q, x.ts FROM jsonb_to_recordset(%s::jsonb)"
-            " AS x(p bigint, e bigint, pid text, pr numeric, c text, q integer, ts timestamptz)",
-            [workspace_id, dumps(rows)],
-        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection
 
@@ -19,14 +20,25 @@ def identity_lock_key(workspace_id: int, kind: str, value: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def lock_identities(workspace_id: int, *, external_ids: Iterable[str] = (), anonymous_ids: Iterable[str] = ()) -> None:
-    """Take the advisory locks for these identifiers until the current transaction ends."""
+def lock_statement(
+    workspace_id: int, *, external_ids: Iterable[str] = (), anonymous_ids: Iterable[str] = ()
+) -> tuple[str, list[Any]] | None:
+    """The statement taking these identifiers' advisory locks (None when there are none), for a
+    caller that sends it together with others."""
     keys = {identity_lock_key(workspace_id, "user", value) for value in external_ids}
     keys |= {identity_lock_key(workspace_id, "anon", value) for value in anonymous_ids}
     if not keys:
+        return None
+    return (
+        "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS keys",
+        [sorted(keys)],
+    )
+
+
+def lock_identities(workspace_id: int, *, external_ids: Iterable[str] = (), anonymous_ids: Iterable[str] = ()) -> None:
+    """Take the advisory locks for these identifiers until the current transaction ends."""
+    statement = lock_statement(workspace_id, external_ids=external_ids, anonymous_ids=anonymous_ids)
+    if statement is None:
         return
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS keys",
-            [sorted(keys)],
-        )
+        cursor.execute(*statement)

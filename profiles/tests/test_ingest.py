@@ -287,6 +287,29 @@ def test_duplicate_message_ids_within_and_across_batches_count_once(app: App) ->
     assert Profile.objects.get().session_count == 1
 
 
+def test_batch_mixing_resent_and_new_messages_applies_only_the_new_ones(app: App) -> None:
+    opened = msg("track", userId="u1", event="Application Opened", timestamp=at(0))
+    order = msg(
+        "track",
+        userId="u1",
+        event="Order Completed",
+        timestamp=at(1),
+        properties={"products": [{"product_id": "sku-1", "price": 10, "quantity": 2}], "currency": "EUR"},
+    )
+    ingest(app, opened, order)
+    # The SDK resends both (it timed out on the first answer) along with a new session start.
+    later = msg("track", userId="u1", event="Application Opened", timestamp=at(0, hour=12))
+    result = ingest(app, opened, order, later)
+    assert (result.stored, result.duplicates) == (1, 2)
+    profile = Profile.objects.get()
+    assert profile.session_count == 2
+    assert profile.last_seen == datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    assert Event.objects.filter(name="Application Opened").count() == 2
+    assert Event.objects.filter(name="$session_started").count() == 2
+    assert list(Purchase.objects.values_list("product_id", "quantity")) == [("sku-1", 2)]
+    assert len(result.event_ids) == 2  # the new event and the session it started
+
+
 def test_apps_cannot_post_reserved_engagement_event_names(app: App) -> None:
     result = ingest(app, msg("track", userId="u1", event="$message_opened"))
     assert [(r.code, r.message) for r in result.rejected] == [
