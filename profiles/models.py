@@ -306,9 +306,17 @@ class Event(models.Model):
 
     # The event table takes every write of the intake: each index here costs on every event. The
     # workspace is covered by the message id unique index, the profile by the timeline index.
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # For the same reason the workspace and app are not checked by database foreign keys (each is
+    # a lookup per inserted row at commit): the intake writes them from the authenticated app, and
+    # deleting a workspace or an app goes through Django, which cascades / nulls as declared. The
+    # profile keeps its database constraint: merges and erasure move and delete events by it.
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events", db_index=False)
-    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
+    app = models.ForeignKey(
+        App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False, db_constraint=False
+    )
     type = models.CharField(max_length=10, choices=EventType.choices)
     name = models.CharField(max_length=255)
     properties = models.JSONField(default=dict, blank=True)
