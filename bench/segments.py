@@ -254,9 +254,16 @@ def cases() -> list[Case]:
                     ]},
                 ]},
             ]},
-            f"SELECT count(*) FROM profiles_profile p WHERE p.workspace_id = %(ws)s"
-            f" AND ((p.country = 'US' AND p.id IN ({sessions3}))"
-            f"   OR (p.country IN ('GB', 'DE', 'FR') AND p.id IN ({viewed5})))"
+            # The people in either behaviour set, each set computed once, with a flag per set, in
+            # id order (their profiles are then read page after page), rather than an OR of two
+            # subplans probed for each of a million profiles (1.5-1.8 s here).
+            "SELECT count(*) FROM ("
+            "  SELECT b.profile_id, bool_or(b.s) AS s, bool_or(b.v) AS v FROM ("
+            f"   SELECT profile_id, TRUE AS s, FALSE AS v FROM ({sessions3}) AS s3"
+            f"   UNION ALL SELECT profile_id, FALSE, TRUE FROM ({viewed5}) AS v5"
+            "  ) AS b GROUP BY b.profile_id ORDER BY b.profile_id"
+            ") AS c JOIN profiles_profile p ON p.id = c.profile_id WHERE p.workspace_id = %(ws)s"
+            " AND ((p.country = 'US' AND c.s) OR (p.country IN ('GB', 'DE', 'FR') AND c.v))"
             " AND p.email_subscription <> 'unsubscribed'"
             " AND NOT EXISTS (SELECT 1 FROM profiles_purchase u"
             "                 WHERE u.profile_id = p.id AND u.timestamp >= %(since)s)",

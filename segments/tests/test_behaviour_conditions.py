@@ -223,3 +223,54 @@ def test_engagement_with_earlier_messages(workspace: Workspace, members: Members
     assert engaged("received", op="eq", value=0) == {"held-out"}
     assert members({"type": "control_group", "campaign_id": 12}) == {"held-out"}
     assert members({"type": "control_group", "campaign_id": 7}) == set()
+
+
+def test_an_or_of_behaviours_with_attributes_and_exclusions(workspace: Workspace, members: Members) -> None:
+    # The benchmark's nested tree: (US and 3+ sessions in 14 days) or (FR and 2+ views in 30 days),
+    # none of (unsubscribed, bought in 30 days). Counted from the people in either behaviour set
+    # (see count_query); members_of checks the size against the member list and the single check.
+    def person(name: str, country: str, sessions: int, views: int, **fields: Any) -> Any:
+        profile = make_profile(workspace, name, country=country, **fields)
+        track_many(profile, SESSION_STARTED, [NOW - (n + 1) * DAY for n in range(sessions)])
+        track_many(profile, "Viewed", [NOW - (n + 1) * 2 * DAY for n in range(views)])
+        return profile
+
+    person("us_active", "US", 3, 0)
+    person("us_idle", "US", 2, 5)  # views count only in France
+    person("fr_viewer", "FR", 0, 2)
+    person("fr_active", "FR", 4, 1)  # sessions count only in the US
+    person("us_unsubscribed", "US", 3, 0, email_subscription="unsubscribed")
+    buyer = person("us_buyer", "US", 5, 0)
+    buy(buyer, "sku-1", "10.00", NOW - 3 * DAY)
+    old_buyer = person("fr_old_buyer", "FR", 0, 3)
+    buy(old_buyer, "sku-1", "10.00", NOW - 40 * DAY)
+    make_profile(workspace, "nobody", country="US")
+    month, fortnight = {"window": {"last": 30, "unit": "days"}}, {"window": {"last": 14, "unit": "days"}}
+
+    assert members(
+        {"all": [
+            {"any": [
+                {"all": [
+                    {"type": "location", "field": "country", "op": "eq", "value": "US"},
+                    {"type": "sessions", "op": "gte", "value": 3, **fortnight},
+                ]},
+                {"all": [
+                    {"type": "location", "field": "country", "op": "one_of", "value": ["FR", "DE"]},
+                    event("Viewed", "gte", 2, **month),
+                ]},
+            ]},
+            {"none": [
+                {"any": [
+                    {"type": "subscription", "channel": "email", "op": "eq", "value": "unsubscribed"},
+                    {"type": "purchase_count", "op": "gte", "value": 1, **month},
+                ]},
+            ]},
+        ]}
+    ) == {"us_active", "fr_viewer", "fr_old_buyer"}  # fmt: skip
+    # Behaviour alone (no profile column): "viewed twice, or 4+ sessions, and never bought".
+    assert members(
+        {"all": [
+            {"any": [event("Viewed", "gte", 2, **month), {"type": "sessions", "op": "gte", "value": 4, **fortnight}]},
+            {"none": [{"type": "purchase_count", "op": "gte", "value": 1}]},
+        ]}
+    ) == {"us_idle", "fr_viewer", "fr_active"}  # fmt: skip
