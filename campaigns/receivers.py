@@ -2,8 +2,10 @@
 
 - ``events_stored``: enqueue trigger matching for the new events, after commit, off the request
   path (the intake sends the signal once its transaction has committed). Big batches are split.
-  A workspace with no campaign that reacts to events (none triggered, none with exception or
-  conversion events) enqueues nothing: the check reads the same few-seconds cache as the task.
+  Only events some campaign may react to are enqueued (by name, one primary-key query; all of
+  them when a segment-entry trigger looks at every event): a workspace with no campaign that
+  reacts to events, or a batch of page views no trigger names, enqueues nothing. The rules come
+  from the same few-seconds cache as the task's.
   When the broker is down the ids are kept in the trigger backlog (``services.trigger_backlog``)
   and enqueued by the beat's drain once it is back.
 - ``profile_merged``: a merged person's deliveries and segment-entry state move to the surviving
@@ -27,7 +29,7 @@ from profiles.signals import events_stored, profile_merged
 from .models import Campaign, ChannelMessage, Variant
 from .services.merges import campaigns_profile_merged
 from .services.trigger_backlog import broker_known_down, broker_mark, trigger_backlog_record
-from .services.triggers import rules_cache_clear, workspace_rules
+from .services.triggers import events_that_may_matter, rules_cache_clear, workspace_rules
 from .tasks_triggers import campaign_triggers_task
 
 logger = logging.getLogger(__name__)
@@ -38,12 +40,15 @@ CHUNK = 500
 
 @receiver(events_stored, dispatch_uid="campaigns.events_stored")
 def enqueue_trigger_matching(sender: Any, workspace_id: int, event_ids: list[int], **kwargs: Any) -> None:
+    ids = list(event_ids)
     try:
-        if workspace_rules(workspace_id).empty:
-            return
+        # A task only for the events some campaign may react to: background traffic (page views,
+        # the engagement events of sends) costs the intake one primary-key query, not a task.
+        ids = events_that_may_matter(rules=workspace_rules(workspace_id), workspace_id=workspace_id, event_ids=ids)
     except Exception:  # never fail the intake's answer over this: let the task decide
         logger.exception("could not read the campaign rules of workspace %s", workspace_id)
-    ids = list(event_ids)
+    if not ids:
+        return
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         transaction.on_commit(lambda chunk=chunk: _enqueue(workspace_id, chunk))  # type: ignore[misc]

@@ -263,11 +263,31 @@ class StoredEvent:
     received_at: datetime
 
 
-def load_events(*, workspace_id: int, event_ids: Sequence[int]) -> list[StoredEvent]:
-    """The events, oldest first (ties by id): the order triggers and exceptions are applied in."""
-    rows = Event.objects.filter(workspace_id=workspace_id, pk__in=list(event_ids)).values_list(
-        "id", "profile_id", "name", "properties", "message_id", "timestamp", "received_at"
+def events_that_may_matter(*, rules: WorkspaceRules, workspace_id: int, event_ids: Sequence[int]) -> list[int]:
+    """Which of these events any of the workspace's campaigns could react to: all of them when a
+    segment-entry trigger looks at every event, else those whose name a trigger, exception or
+    conversion names (one query by primary key). Most events of a busy workspace match nothing
+    (page views, background traffic): the receiver enqueues no task for them at all."""
+    if rules.empty:
+        return []
+    if rules.every_event_matters:
+        return list(event_ids)
+    return list(
+        Event.objects.filter(workspace_id=workspace_id, pk__in=list(event_ids), name__in=rules.names).values_list(
+            "id", flat=True
+        )
     )
+
+
+def load_events(
+    *, workspace_id: int, event_ids: Sequence[int], names: Iterable[str] | None = None
+) -> list[StoredEvent]:
+    """The events (only those named ``names``, if given), oldest first (ties by id): the order
+    triggers and exceptions are applied in."""
+    events_qs = Event.objects.filter(workspace_id=workspace_id, pk__in=list(event_ids))
+    if names is not None:
+        events_qs = events_qs.filter(name__in=list(names))
+    rows = events_qs.values_list("id", "profile_id", "name", "properties", "message_id", "timestamp", "received_at")
     events = [StoredEvent(*row) for row in rows]
     events.sort(key=lambda e: (e.timestamp, e.id))
     return events
@@ -791,20 +811,12 @@ def campaign_events_process(*, workspace_id: int, event_ids: Sequence[int], enqu
     rules = workspace_rules(workspace_id)
     if rules.empty:
         return result
-    if not rules.every_event_matters:
-        # Most events of a busy workspace match nothing (page views, background traffic): look at
-        # their names first and load the rest only of those that may matter.
-        names = rules.names
-        event_ids = [
-            pk
-            for pk, name in Event.objects.filter(workspace_id=workspace_id, pk__in=list(event_ids)).values_list(
-                "id", "name"
-            )
-            if name in names
-        ]
-        if not event_ids:
-            return result
-    events = load_events(workspace_id=workspace_id, event_ids=event_ids)
+    # Most events of a busy workspace match nothing (the receiver usually left them out already;
+    # the backlog's rows and a rules change since then are why this filters again): only the
+    # events whose name matters are loaded, in the same query.
+    events = load_events(
+        workspace_id=workspace_id, event_ids=event_ids, names=None if rules.every_event_matters else rules.names
+    )
     result.events = len(events)
     if not events:
         return result

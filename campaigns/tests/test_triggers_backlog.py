@@ -17,7 +17,7 @@ from campaigns.receivers import _enqueue
 from campaigns.services.trigger_backlog import CLAIM_SECONDS, broker_mark, trigger_backlog_drain
 from campaigns.services.triggers import campaign_events_process
 from campaigns.tests.trigger_helpers import action_campaign, deliveries, identify, ingest, no_rules_cache, track
-from profiles.models import App, Workspace
+from profiles.models import App, Event, Workspace
 from segments.services import segment_create
 
 pytestmark = pytest.mark.django_db
@@ -151,3 +151,19 @@ def test_matching_the_backlog_after_the_live_task_schedules_nothing_more(
     assert [(d.profile.external_id, d.status) for d in deliveries(welcome)] == [("bob", DeliveryStatus.SCHEDULED)]
     assert [(d.profile.external_id, d.status) for d in deliveries(control)] == [("cy", DeliveryStatus.CONTROL)]
     assert not TriggerBacklog.objects.exists()
+
+
+def test_only_events_a_campaign_may_react_to_are_enqueued(
+    workspace: Workspace, app: App, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Product Added"}])
+    broker = Broker()
+    monkeypatch.setattr("campaigns.receivers.campaign_triggers_task.delay", broker)
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(app, track("ada", "Product Viewed"), track("ada", "Product Added"), track("bob", "Product Viewed"))
+    [added] = Event.objects.filter(name="Product Added").values_list("id", flat=True)
+    assert broker.published == [(workspace.pk, [added])]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(app, *[track(f"user-{n}", "Product Viewed") for n in range(100)])
+    assert broker.published == [(workspace.pk, [added])]  # page views: no task at all
