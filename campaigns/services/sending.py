@@ -246,11 +246,15 @@ def deliveries_claim(*, delivery_ids: Sequence[int], now: datetime) -> None:
     run still ends before the sweep would look, and each row is written once less per send."""
     restamp_before = now - claim_timeout() / 10
     with connection.cursor() as cursor:
+        # The rows are found by primary key alone: the status tests sit in a CASE, which the
+        # planner cannot match to the partial indexes on scheduled and sending rows. Written as
+        # plain conditions, it would AND those indexes in when their statistics lag (a campaign
+        # that just materialised 100,000 rows looks empty) and read every due row per batch.
         cursor.execute(
             "UPDATE campaigns_delivery d SET status = 'sending', claimed_at = %s WHERE d.id IN ("
             " SELECT x.id FROM campaigns_delivery x JOIN campaigns_campaign c ON c.id = x.campaign_id"
-            " WHERE x.id = ANY(%s) AND ((x.status = 'sending' AND x.claimed_at < %s)"
-            "  OR (x.status = 'scheduled' AND x.scheduled_for <= %s AND c.status = 'running'))"
+            " WHERE x.id = ANY(%s) AND CASE x.status WHEN 'sending' THEN x.claimed_at < %s"
+            "  WHEN 'scheduled' THEN x.scheduled_for <= %s AND c.status = 'running' ELSE false END"
             " FOR UPDATE OF x SKIP LOCKED)",
             [now, list(delivery_ids), restamp_before, now],
         )
@@ -363,11 +367,12 @@ def delivery_send_batch(*, delivery_ids: Sequence[int], now: datetime | None = N
     ended in each status. Must run outside a transaction: providers are called."""
     now = now or timezone.now()
     deliveries_claim(delivery_ids=delivery_ids, now=now)
-    deliveries = list(
-        Delivery.objects.filter(pk__in=list(delivery_ids), status=DeliveryStatus.SENDING)
-        .select_related("profile")
-        .order_by("pk")
-    )
+    # By primary key only, the status checked here (see deliveries_claim on the partial indexes).
+    deliveries = [
+        delivery
+        for delivery in Delivery.objects.filter(pk__in=list(delivery_ids)).select_related("profile").order_by("pk")
+        if delivery.status == DeliveryStatus.SENDING
+    ]
     if not deliveries:
         return BatchResult(counts={})
     # A batch is mostly one campaign and variant: one object each, not one per row (select_related).
@@ -577,7 +582,7 @@ def _choose_and_prepare(
                     cursor.execute(
                         "UPDATE campaigns_delivery d SET sent_at = %s, sent_channels = u.c"
                         " FROM jsonb_to_recordset(%s::jsonb) AS u(id bigint, c varchar[])"
-                        " WHERE d.id = u.id AND d.status = 'sending'",
+                        " WHERE d.id = u.id AND CASE d.status WHEN 'sending' THEN true ELSE false END",
                         [now, dumps(reserve)],
                     )
 
@@ -719,7 +724,9 @@ def _dispatch_error(dispatch: Dispatch) -> str:
 
 def _write(outcomes: dict[int, Outcome], now: datetime) -> None:
     """Every outcome of the batch in one conditional statement (rows no longer ``sending`` were
-    finished by another run and are left as they are)."""
+    finished by another run and are left as they are). The rows are found by primary key: the
+    status test is a CASE so the planner cannot read every in-flight row of the partial index on
+    ``sending`` instead (its choice when the index's statistics lag)."""
     rows = []
     for delivery_id, outcome in outcomes.items():
         if outcome.status == DeliveryStatus.SENDING:
@@ -745,7 +752,7 @@ def _write(outcomes: dict[int, Outcome], now: datetime) -> None:
             " claimed_at = CASE WHEN u.s = 'scheduled' THEN NULL ELSE d.claimed_at END"
             " FROM jsonb_to_recordset(%s::jsonb)"
             "  AS u(id bigint, s text, r text, d uuid[], c varchar[], t timestamptz, f timestamptz, a int)"
-            " WHERE d.id = u.id AND d.status = 'sending'",
+            " WHERE d.id = u.id AND CASE d.status WHEN 'sending' THEN true ELSE false END",
             [dumps(rows)],
         )
 

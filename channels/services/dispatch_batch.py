@@ -409,7 +409,9 @@ def _record_sent_many(sent: list[tuple[Dispatch, SendResult]]) -> dict[str, Disp
             "UPDATE channels_dispatch d SET status = 'sent', provider_message_id = u.m, sent_at = %s,"
             " error_code = '', error_message = '', updated_at = %s"
             " FROM jsonb_to_recordset(%s::jsonb) AS u(id uuid, m text)"
-            " WHERE d.id = u.id AND d.status = 'sending' RETURNING d.id",
+            # By primary key; a CASE, not "d.status = 'sending'", which would let the planner scan
+            # dispatch_open_idx's in-flight rows instead.
+            " WHERE d.id = u.id AND CASE d.status WHEN 'sending' THEN true ELSE false END RETURNING d.id",
             [sent_at, sent_at, dumps(rows)],
         )
         updated = {str(row[0]) for row in cursor.fetchall()}
