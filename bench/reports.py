@@ -462,6 +462,21 @@ def build_rollups(url: str, report: LoadReport) -> None:
             conn.execute(f"VACUUM ANALYZE {table}")
 
 
+def segment_aggregates() -> tuple[float, int]:
+    """The aggregates of the "From Google" segment (about a quarter of the people), rebuilt as beat
+    does for a segment the pages were filtered by: (seconds, members)."""
+    from campaigns.reports.members import segment_refresh, segment_status
+    from segments.models import Segment
+
+    segment = Segment.objects.filter(workspace__slug=BENCH_SLUG, name="From Google").first()
+    if segment is None:
+        return 0.0, 0
+    log("segment aggregates (From Google)...")
+    seconds = segment_refresh(segment_id=segment.pk, force=True, now=NOW) or 0.0
+    status = segment_status(segment=segment)
+    return seconds, status.size if status else 0
+
+
 def steady_state(url: str, *, seed: int, events: int) -> tuple[float, float, int]:
     """A minute's worth of new events (through the triggers, as the intake writes them), then one
     rollup run and one refresh, timed."""
@@ -586,7 +601,7 @@ def time_pages(*, repeat: int, only: str = "") -> list[list[str]]:
                 timings.append(elapsed)
             connection.close()  # each request on a fresh connection, as a worker's would be
         median = statistics.median(timings)
-        target = "" if case.label.startswith("[segment]") else ("ok" if median < TARGET_MS else "SLOW")
+        target = "ok" if median < TARGET_MS else "SLOW"
         rows.append([case.label, f"{median:.0f}", f"{max(timings):.0f}", f"{len(response.content) / 1024:.0f}", target])
         log(f"  {case.label}: {median:.0f} ms")
     return rows
@@ -624,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.rebuild:
                     build_rollups(url, report)
             rollup_seconds, refresh_seconds, new_events = steady_state(url, seed=args.seed, events=1000)
+            segment_seconds, segment_size = segment_aggregates()
             rows = time_pages(repeat=args.repeat, only=args.only)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -651,10 +667,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ["rollup run (s)", f"{rollup_seconds:.2f}"],
             ["refresh (s)", f"{refresh_seconds:.2f}"],
             ["events read", fmt_int(new_events)],
+            [f"segment aggregates rebuilt, {fmt_int(segment_size)} members (s)", f"{segment_seconds:.2f}"],
         ],
     )
     print_table(
-        f"Page render times (Django test client, median of {args.repeat}; target {TARGET_MS:.0f} ms unfiltered)",
+        f"Page render times (Django test client, median of {args.repeat}; target {TARGET_MS:.0f} ms)",
         rows,
         headers=["page", "median ms", "max ms", "KiB", "target"],
     )

@@ -37,6 +37,13 @@ __all__ = [
     "ReportProfile",
     "ReportRetention",
     "ReportRevenueDay",
+    "ReportSegmentCampaignHour",
+    "ReportSegmentCampaignRetention",
+    "ReportSegmentCohortDay",
+    "ReportSegmentDay",
+    "ReportSegmentMembers",
+    "ReportSegmentRetention",
+    "ReportSegmentRevenueDay",
     "ReportSend",
     "ReportWorkspaceDay",
 ]
@@ -337,3 +344,156 @@ class ReportCampaignRetention(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id} {self.group} {self.grain} +{self.period}: {self.active}/{self.eligible}"
+
+
+class ReportSegmentMembers(models.Model):
+    """A segment's members as the reports last evaluated them (when, how many, from which
+    definition, and who: a bitmap of profile ids), and the per-segment aggregates built from them.
+    See ``campaigns.reports.members``."""
+
+    segment_id = models.BigIntegerField(primary_key=True)
+    workspace_id = models.BigIntegerField()
+    digest = models.CharField(max_length=64, help_text="sha256 of the definition the members were evaluated from.")
+    computed_at = models.DateTimeField()
+    size = models.IntegerField(default=0)
+    took_ms = models.FloatField(default=0)
+    # Bit n (byte n // 8, bit n % 8 from the least significant, as PostgreSQL's get_bit counts) is
+    # set when profile ``bits_base + n`` is a member: the pages test each row against it in SQL,
+    # where hashing a quarter of a million ids for every query would cost more than the query.
+    bits = models.BinaryField(default=b"")
+    bits_base = models.BigIntegerField(default=0)
+    viewed_at = models.DateTimeField(null=True, blank=True, help_text="Last read by a report page.")
+    # The aggregates (ReportSegment* tables) were built from the members computed at this time, from
+    # the definition with this digest, in this long.
+    aggregated_from = models.DateTimeField(null=True, blank=True)
+    aggregated_digest = models.CharField(max_length=64, blank=True, default="")
+    aggregated_size = models.IntegerField(default=0)
+    aggregated_ms = models.FloatField(default=0)
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id}: {self.size} at {self.computed_at}"
+
+
+# The aggregates of the unfiltered pages, for a segment's members (as of
+# ReportSegmentMembers.aggregated_from): the same columns, recomputed whole by the segment refresh from
+# the per-person facts with the same SQL the live segment path uses.
+
+
+class ReportSegmentDay(models.Model):
+    """``ReportWorkspaceDay`` for a segment's members."""
+
+    pk = models.CompositePrimaryKey("segment_id", "day", "platform")
+    segment_id = models.BigIntegerField()
+    day = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    dau = models.IntegerField(default=0)
+    wau = models.IntegerField(default=0)
+    mau = models.IntegerField(default=0)
+    new_profiles = models.IntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    sessions = models.BigIntegerField(default=0)
+    messages = models.BigIntegerField(default=0)
+    conversions = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id} {self.day} {self.platform}"
+
+
+class ReportSegmentRevenueDay(models.Model):
+    """``ReportRevenueDay`` for a segment's members."""
+
+    pk = models.CompositePrimaryKey("segment_id", "day", "platform", "currency")
+    segment_id = models.BigIntegerField()
+    day = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    currency = models.CharField(max_length=3)
+    revenue = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+    orders = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id} {self.day} {self.currency} {self.revenue}"
+
+
+class ReportSegmentCohortDay(models.Model):
+    """``ReportCohortDay`` for a segment's members."""
+
+    pk = models.CompositePrimaryKey("segment_id", "day", "platform", "source")
+    segment_id = models.BigIntegerField()
+    day = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    source = models.CharField(max_length=255, blank=True, default="")
+    profiles = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id} {self.day} {self.platform}/{self.source}: {self.profiles}"
+
+
+class ReportSegmentRetention(models.Model):
+    """``ReportRetention`` for a segment's members."""
+
+    pk = models.CompositePrimaryKey("segment_id", "grain", "cohort", "platform", "period")
+    segment_id = models.BigIntegerField()
+    grain = models.CharField(max_length=8, choices=ReportRetention.Grain.choices)
+    cohort = models.DateField()
+    platform = models.CharField(max_length=16, blank=True, default="")
+    period = models.SmallIntegerField()
+    active = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id} {self.grain} {self.cohort} +{self.period}: {self.active}"
+
+
+class ReportSegmentCampaignHour(models.Model):
+    """``ReportCampaignHour`` for a segment's members (every campaign of the workspace)."""
+
+    pk = models.CompositePrimaryKey("segment_id", "campaign_id", "hour", "variant", "platform", "channel")
+    segment_id = models.BigIntegerField()
+    campaign_id = models.BigIntegerField()
+    hour = models.DateTimeField()
+    variant = models.CharField(max_length=16, blank=True, default="")
+    platform = models.CharField(max_length=16, blank=True, default="")
+    channel = models.CharField(max_length=16, blank=True, default="")
+    targeted = models.IntegerField(default=0)
+    pending = models.IntegerField(default=0)
+    status_sent = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    skipped = models.IntegerField(default=0)
+    cancelled = models.IntegerField(default=0)
+    control = models.IntegerField(default=0)
+    sent = models.IntegerField(default=0)
+    delivered = models.IntegerField(default=0)
+    opened = models.IntegerField(default=0)
+    clicked = models.IntegerField(default=0)
+    bounced = models.IntegerField(default=0)
+    complained = models.IntegerField(default=0)
+    unsubscribed = models.IntegerField(default=0)
+    converted = models.IntegerField(default=0)
+    revenue = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+
+    class Meta:
+        indexes = [
+            # The channels page: every campaign's channel rows in a period.
+            models.Index(fields=["segment_id", "hour"], name="rpt_seg_campaign_hour_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id} {self.campaign_id} {self.hour:%Y-%m-%d %H}h {self.variant}/{self.channel}"
+
+
+class ReportSegmentCampaignRetention(models.Model):
+    """``ReportCampaignRetention`` for a segment's members (every campaign of the workspace), as of
+    the segment's ``aggregated_from``."""
+
+    pk = models.CompositePrimaryKey("segment_id", "campaign_id", "grain", "group", "platform", "period")
+    segment_id = models.BigIntegerField()
+    campaign_id = models.BigIntegerField()
+    grain = models.CharField(max_length=8, choices=ReportRetention.Grain.choices)
+    group = models.CharField(max_length=16)
+    platform = models.CharField(max_length=16, blank=True, default="")
+    period = models.SmallIntegerField()
+    size = models.IntegerField(default=0)
+    eligible = models.IntegerField(default=0)
+    active = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id} {self.campaign_id} {self.group} {self.grain} +{self.period}"

@@ -623,7 +623,7 @@ def _day(value: date | datetime) -> date:
     return value.date() if isinstance(value, datetime) else value
 
 
-def active_users_sql(members: bool = False) -> str:
+def active_users_sql(members: int | None = None) -> str:
     """Daily, weekly and monthly active people, events and sessions for each day in
     [%(lo)s, %(hi)s] per platform, of workspace %(ws)s (named parameters), optionally only the
     members of the page's segment: rows (platform, d, dau, wau, mau, events, sessions).
@@ -667,6 +667,46 @@ def active_users_sql(members: bool = False) -> str:
     """
 
 
+def workspace_days_sql(members: int | None = None) -> str:
+    """The ``ReportWorkspaceDay`` columns (d, platform, dau, wau, mau, new_profiles, events,
+    sessions, messages, conversions) for the days [%(lo)s, %(hi)s] of workspace %(ws)s, or of the
+    members of segment ``members`` only."""
+    if members is None:
+        fresh = """
+            SELECT platform, day AS d, sum(profiles) AS new_profiles FROM campaigns_reportcohortday
+            WHERE workspace_id = %(ws)s AND day BETWEEN %(lo)s AND %(hi)s GROUP BY 1, 2"""
+    else:
+        fresh = f"""
+            SELECT platform, cohort_day AS d, count(*) AS new_profiles FROM campaigns_reportprofile
+            WHERE workspace_id = %(ws)s AND cohort_day BETWEEN %(lo)s AND %(hi)s
+              {members_filter("profile_id", members)} GROUP BY 1, 2"""
+    return f"""
+        WITH users AS ({active_users_sql(members)}),
+        fresh AS ({fresh}
+        ), messages AS (
+            SELECT coalesce(rp.platform, '') AS platform, d.day AS d,
+                   sum(d.count) FILTER (WHERE d.name = '{MESSAGE_RECEIVED}') AS messages,
+                   sum(d.count) FILTER (WHERE d.name = '{MESSAGE_CONVERTED}') AS conversions
+            FROM segments_eventdailycount d LEFT JOIN campaigns_reportprofile rp ON rp.profile_id = d.profile_id
+            WHERE d.workspace_id = %(ws)s AND d.name IN ('{MESSAGE_RECEIVED}', '{MESSAGE_CONVERTED}')
+              AND d.day BETWEEN %(lo)s AND %(hi)s {members_filter("d.profile_id", members)}
+            GROUP BY 1, 2
+        ), keys AS (
+            SELECT platform, d FROM users UNION SELECT platform, d FROM fresh UNION SELECT platform, d FROM messages
+        )
+        SELECT k.d, k.platform, coalesce(u.dau, 0), coalesce(u.wau, 0), coalesce(u.mau, 0),
+               coalesce(f.new_profiles, 0), coalesce(u.events, 0), coalesce(u.sessions, 0),
+               coalesce(m.messages, 0), coalesce(m.conversions, 0)
+        FROM keys k
+        LEFT JOIN users u ON u.platform = k.platform AND u.d = k.d
+        LEFT JOIN fresh f ON f.platform = k.platform AND f.d = k.d
+        LEFT JOIN messages m ON m.platform = k.platform AND m.d = k.d
+    """
+
+
+DAY_COLUMNS = "day, platform, dau, wau, mau, new_profiles, events, sessions, messages, conversions"
+
+
 def _refresh_workspace_days(workspace_id: int, lo: date, hi: date) -> None:
     params = {"ws": workspace_id, "lo": lo, "hi": hi}
     _execute(
@@ -674,43 +714,47 @@ def _refresh_workspace_days(workspace_id: int, lo: date, hi: date) -> None:
         params,
     )
     _execute(
-        f"""
-        WITH users AS ({active_users_sql()}),
-        fresh AS (
-            SELECT platform, day AS d, sum(profiles) AS new_profiles FROM campaigns_reportcohortday
-            WHERE workspace_id = %(ws)s AND day BETWEEN %(lo)s AND %(hi)s GROUP BY 1, 2
-        ), messages AS (
-            SELECT coalesce(rp.platform, '') AS platform, d.day AS d,
-                   sum(d.count) FILTER (WHERE d.name = '{MESSAGE_RECEIVED}') AS messages,
-                   sum(d.count) FILTER (WHERE d.name = '{MESSAGE_CONVERTED}') AS conversions
-            FROM segments_eventdailycount d LEFT JOIN campaigns_reportprofile rp ON rp.profile_id = d.profile_id
-            WHERE d.workspace_id = %(ws)s AND d.name IN ('{MESSAGE_RECEIVED}', '{MESSAGE_CONVERTED}')
-              AND d.day BETWEEN %(lo)s AND %(hi)s
-            GROUP BY 1, 2
-        ), keys AS (
-            SELECT platform, d FROM users UNION SELECT platform, d FROM fresh UNION SELECT platform, d FROM messages
-        )
-        INSERT INTO campaigns_reportworkspaceday
-            (workspace_id, day, platform, dau, wau, mau, new_profiles, events, sessions, messages, conversions)
-        SELECT %(ws)s, k.d, k.platform, coalesce(u.dau, 0), coalesce(u.wau, 0), coalesce(u.mau, 0),
-               coalesce(f.new_profiles, 0), coalesce(u.events, 0), coalesce(u.sessions, 0),
-               coalesce(m.messages, 0), coalesce(m.conversions, 0)
-        FROM keys k
-        LEFT JOIN users u ON u.platform = k.platform AND u.d = k.d
-        LEFT JOIN fresh f ON f.platform = k.platform AND f.d = k.d
-        LEFT JOIN messages m ON m.platform = k.platform AND m.d = k.d
-        """,
+        f"INSERT INTO campaigns_reportworkspaceday (workspace_id, {DAY_COLUMNS})"
+        f" SELECT %(ws)s, * FROM ({workspace_days_sql()}) x",
         params,
     )
 
 
-def members_filter(column: str, members: bool) -> str:
-    """``AND column IN (the members of the segment the page is filtered by)``: the members are put
-    in the temp table ``rpt_members`` (id) first, once per page (see selectors)."""
-    return f"AND {column} IN (SELECT id FROM rpt_members)" if members else ""
+def members_filter(column: str, segment_id: int | None) -> str:
+    """``AND column is a member of segment segment_id`` as ``campaigns.reports.members`` last
+    evaluated it (the pages make sure it is current first); nothing for ``None``.
+
+    The members are a bitmap of profile ids (``ReportSegmentMembers.bits``), read once per query
+    (uncorrelated subqueries run once; ``|| ''`` makes one plain copy, so ``get_bit`` does not
+    detoast it for every row) and tested per row in constant time: no hash of the members to build.
+    CASE keeps ``get_bit`` from ever seeing an id outside the bitmap."""
+    if segment_id is None:
+        return ""
+    row = f"FROM campaigns_reportsegmentmembers WHERE segment_id = {int(segment_id)}"
+    return (
+        f"AND CASE WHEN {column} >= (SELECT bits_base {row}) AND {column} < (SELECT bits_base + 8 * length(bits) {row})"
+        f" THEN get_bit((SELECT bits || ''::bytea {row}), {column} - (SELECT bits_base {row})) = 1 ELSE false END"
+    )
 
 
-def revenue_sql(members: bool = False) -> str:
+def send_counts_sql() -> str:
+    """The ReportCampaignHour columns aggregated from ReportSend rows (the same numbers)."""
+    status = {
+        "pending": "status IN ('scheduled', 'sending')",
+        "status_sent": "status = 'sent'",
+        "failed": "status = 'failed'",
+        "skipped": "status = 'skipped'",
+        "cancelled": "status = 'cancelled'",
+        "control": "status = 'control'",
+    }
+    parts = ["count(*) FILTER (WHERE channel = '') AS targeted"]
+    parts += [f"count(*) FILTER (WHERE channel = '' AND {condition}) AS {name}" for name, condition in status.items()]
+    parts += [f"count({stage}_at) AS {stage}" for stage in STAGES]
+    parts.append("coalesce(sum(revenue) FILTER (WHERE converted_at IS NOT NULL), 0) AS revenue")
+    return ", ".join(parts)
+
+
+def revenue_sql(members: int | None = None) -> str:
     """Purchases per day, platform and currency for the days %(days)s of workspace %(ws)s."""
     return f"""
         SELECT (pu.timestamp AT TIME ZONE 'UTC')::date AS day, coalesce(rp.platform, '') AS platform, pu.currency,
@@ -805,47 +849,55 @@ def _period_end(grain: str, start: date) -> date:
     return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-def campaign_retention_sql(members: bool = False) -> str:
-    """A campaign's retention per group (variant or control) and platform: each person's first
-    send of campaign %(campaign)s starts their periods of %(length)s days; period k counts for the
-    people whose period k has ended by %(today)s. Rows: (group, platform, period, size, eligible,
-    active), periods 0 .. %(periods)s - 1."""
+def campaign_retention_sql(members: int | None = None) -> str:
+    """Campaigns' retention per group (variant or control) and platform: each person's first send
+    of a campaign in %(campaigns)s starts their periods of %(length)s days; period k counts for the
+    people whose period k has ended by %(today)s. Rows: (grp, platform, period, size, eligible,
+    active, campaign_id), periods 0 .. %(periods)s - 1."""
     return f"""
         WITH s AS (
-            SELECT DISTINCT ON (profile_id) profile_id, variant AS grp, platform,
+            SELECT DISTINCT ON (campaign_id, profile_id) campaign_id, profile_id, variant AS grp, platform,
                    (due_at AT TIME ZONE 'UTC')::date AS start
             FROM campaigns_reportsend
-            WHERE campaign_id = %(campaign)s AND channel = '' AND (variant = 'control' OR sent_at IS NOT NULL)
+            WHERE campaign_id = ANY(%(campaigns)s) AND channel = '' AND (variant = 'control' OR sent_at IS NOT NULL)
               {members_filter("profile_id", members)}
-            ORDER BY profile_id, due_at
+            ORDER BY campaign_id, profile_id, due_at
         ), k AS (
             SELECT generate_series(0, %(periods)s - 1) AS period
         ), sizes AS (
-            SELECT grp, platform, count(*) AS size FROM s GROUP BY 1, 2
+            SELECT campaign_id, grp, platform, count(*) AS size FROM s GROUP BY 1, 2, 3
         ), eligible AS (
-            SELECT s.grp, s.platform, k.period, count(*) AS eligible
+            SELECT s.campaign_id, s.grp, s.platform, k.period, count(*) AS eligible
             FROM s CROSS JOIN k WHERE s.start + (k.period + 1) * %(length)s <= %(today)s
-            GROUP BY 1, 2, 3
+            GROUP BY 1, 2, 3, 4
         ), active AS (
-            SELECT s.grp, s.platform, (a.day - s.start) / %(length)s AS period, count(DISTINCT s.profile_id) AS active
+            SELECT s.campaign_id, s.grp, s.platform, (a.day - s.start) / %(length)s AS period,
+                   count(DISTINCT s.profile_id) AS active
             FROM s JOIN campaigns_reportactiveday a ON a.profile_id = s.profile_id
                 AND a.day >= s.start AND a.day < s.start + %(periods)s * %(length)s
             WHERE s.start + ((a.day - s.start) / %(length)s + 1) * %(length)s <= %(today)s
-            GROUP BY 1, 2, 3
+            GROUP BY 1, 2, 3, 4
         )
         SELECT sz.grp, sz.platform, k.period, sz.size,
-               coalesce(e.eligible, 0) AS eligible, coalesce(ac.active, 0) AS active
+               coalesce(e.eligible, 0) AS eligible, coalesce(ac.active, 0) AS active, sz.campaign_id
         FROM sizes sz CROSS JOIN k
-        LEFT JOIN eligible e ON e.grp = sz.grp AND e.platform = sz.platform AND e.period = k.period
-        LEFT JOIN active ac ON ac.grp = sz.grp AND ac.platform = sz.platform AND ac.period = k.period
+        LEFT JOIN eligible e ON e.campaign_id = sz.campaign_id AND e.grp = sz.grp AND e.platform = sz.platform
+            AND e.period = k.period
+        LEFT JOIN active ac ON ac.campaign_id = sz.campaign_id AND ac.grp = sz.grp AND ac.platform = sz.platform
+            AND ac.period = k.period
     """
 
 
 CAMPAIGN_PERIODS = {"week": 12, "month": 6}
 
 
-def campaign_retention_params(*, campaign_id: int, grain: str, today: date) -> dict[str, Any]:
-    return {"campaign": campaign_id, "periods": CAMPAIGN_PERIODS[grain], "length": GRAINS[grain], "today": today}
+def campaign_retention_params(*, campaign_ids: Sequence[int], grain: str, today: date) -> dict[str, Any]:
+    return {
+        "campaigns": list(campaign_ids),
+        "periods": CAMPAIGN_PERIODS[grain],
+        "length": GRAINS[grain],
+        "today": today,
+    }
 
 
 def campaign_retention_refresh(*, campaign_id: int, workspace_id: int, now: datetime) -> None:
@@ -861,7 +913,8 @@ def campaign_retention_refresh(*, campaign_id: int, workspace_id: int, now: date
                 FROM ({campaign_retention_sql()}) r
                 """,
                 {
-                    **campaign_retention_params(campaign_id=campaign_id, grain=grain, today=today),
+                    **campaign_retention_params(campaign_ids=[campaign_id], grain=grain, today=today),
+                    "campaign": campaign_id,
                     "grain": grain,
                     "ws": workspace_id,
                     "now": now,

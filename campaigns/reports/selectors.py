@@ -30,10 +30,10 @@ from django.utils import timezone
 
 from profiles.models import Workspace
 from profiles.spec import PURCHASE_EVENTS
-from segments.compiler import members_query
 from segments.models import Segment, SegmentSizeSnapshot
 
 from ..models import Campaign, Variant
+from .members import SegmentSource, segment_source
 from .rollups import (
     CAMPAIGN_PERIODS,
     COUNT_COLUMNS,
@@ -45,6 +45,7 @@ from .rollups import (
     members_filter,
     retention_sql,
     revenue_sql,
+    send_counts_sql,
 )
 from .stats import Uplift, uplift
 
@@ -79,8 +80,9 @@ class Filters:
         return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
 
     @property
-    def members(self) -> bool:
-        return self.segment is not None
+    def members(self) -> int | None:
+        """The segment's id (its members: ``ReportSegmentMembers.bits``), or None."""
+        return self.segment.pk if self.segment is not None else None
 
 
 def _fetch(sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
@@ -89,10 +91,50 @@ def _fetch(sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a page reads its numbers: the workspace's aggregates (no segment), the aggregates built
+    for the segment's members (``campaigns.reports.members``), or, until those exist, live from the
+    per-person facts joined with the members (``live``)."""
+
+    workspace_id: int
+    segment: SegmentSource | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.segment is not None and not self.segment.aggregated
+
+    def table(self, name: str) -> str:
+        """The aggregate table ``name`` (workspaceday, revenueday, cohortday, retention, campaignhour)
+        of the workspace or of the segment."""
+        if self.segment is None:
+            return f"campaigns_report{name}"
+        return SEGMENT_TABLES[name]
+
+    def scope(self, alias: str = "") -> tuple[str, list[Any]]:
+        """The condition selecting the workspace's rows (or the segment's) of such a table."""
+        column = "workspace_id" if self.segment is None else "segment_id"
+        value = self.workspace_id if self.segment is None else self.segment.segment_id
+        return f"{alias}{column} = %s", [value]
+
+
+SEGMENT_TABLES = {
+    "workspaceday": "campaigns_reportsegmentday",
+    "revenueday": "campaigns_reportsegmentrevenueday",
+    "cohortday": "campaigns_reportsegmentcohortday",
+    "retention": "campaigns_reportsegmentretention",
+    "campaignhour": "campaigns_reportsegmentcampaignhour",
+}
+
+
 @contextmanager
-def reading(filters: Filters) -> Iterator[None]:
+def reading(filters: Filters) -> Iterator[Source]:
     """The transaction a page reads in: JIT off, room to sort and hash in memory, and the
-    segment's members in ``rpt_members`` when the page is filtered by one."""
+    segment's members in ``ReportSegmentMembers`` (evaluated at most a few minutes ago, see
+    ``campaigns.reports.members``) when the page is filtered by one."""
+    source = Source(
+        filters.workspace.pk, segment_source(segment=filters.segment) if filters.segment is not None else None
+    )
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL jit = off")
@@ -100,15 +142,7 @@ def reading(filters: Filters) -> Iterator[None]:
             # zone in each call) truncates in the session's zone.
             cursor.execute("SET LOCAL TIME ZONE 'UTC'")
             cursor.execute("SET LOCAL work_mem = '64MB'")
-            # Recreated each time: an outer transaction may hold another segment's members.
-            cursor.execute("DROP TABLE IF EXISTS pg_temp.rpt_members")
-            if filters.segment is not None:
-                members = members_query(filters.segment)
-                # No index: the pages join it by hashing, and building one costs more than it saves.
-                cursor.execute("CREATE TEMP TABLE rpt_members (id bigint) ON COMMIT DROP")
-                cursor.execute(f"INSERT INTO rpt_members (id) {members.text}", members.params)
-                cursor.execute("ANALYZE rpt_members")
-        yield
+        yield source
 
 
 def _platform(column: str, filters: Filters) -> tuple[str, list[Any]]:
@@ -181,40 +215,24 @@ class CampaignReport:
     last_due: datetime | None
 
 
-def _campaign_source(campaign: Campaign, filters: Filters) -> tuple[str, list[Any]]:
+def _campaign_source(campaign: Campaign, filters: Filters, src: Source) -> tuple[str, list[Any]]:
     """The campaign's numbers as rows of (hour, variant, channel, METRICS...), to be summed: the
     aggregate's rows as they are or, filtered by segment, the sends of the segment's members
     counted per hour, variant and channel."""
     platform, platform_params = _platform("platform", filters)
-    if not filters.members:
+    if not src.live:
+        scope, scope_params = src.scope() if src.segment is not None else ("TRUE", [])
         return (
-            f"SELECT hour, variant, channel, {', '.join(METRICS)} FROM campaigns_reportcampaignhour"
-            f" WHERE campaign_id = %s AND hour >= %s AND hour < %s {platform}",
-            [campaign.pk, filters.start_at, filters.end_at, *platform_params],
+            f"SELECT hour, variant, channel, {', '.join(METRICS)} FROM {src.table('campaignhour')}"
+            f" WHERE {scope} AND campaign_id = %s AND hour >= %s AND hour < %s {platform}",
+            [*scope_params, campaign.pk, filters.start_at, filters.end_at, *platform_params],
         )
     return (
         f"SELECT date_trunc('hour', due_at) AS hour, variant, channel, {send_counts_sql()}"
         f" FROM campaigns_reportsend WHERE campaign_id = %s AND due_at >= %s AND due_at < %s {platform}"
-        f" {members_filter('profile_id', True)} GROUP BY 1, 2, 3",
+        f" {members_filter('profile_id', filters.members)} GROUP BY 1, 2, 3",
         [campaign.pk, filters.start_at, filters.end_at, *platform_params],
     )
-
-
-def send_counts_sql() -> str:
-    """The ReportCampaignHour columns aggregated from ReportSend rows (the same numbers)."""
-    status = {
-        "pending": "status IN ('scheduled', 'sending')",
-        "status_sent": "status = 'sent'",
-        "failed": "status = 'failed'",
-        "skipped": "status = 'skipped'",
-        "cancelled": "status = 'cancelled'",
-        "control": "status = 'control'",
-    }
-    parts = ["count(*) FILTER (WHERE channel = '') AS targeted"]
-    parts += [f"count(*) FILTER (WHERE channel = '' AND {condition}) AS {name}" for name, condition in status.items()]
-    parts += [f"count({stage}_at) AS {stage}" for stage in STAGES]
-    parts.append("coalesce(sum(revenue) FILTER (WHERE converted_at IS NOT NULL), 0) AS revenue")
-    return ", ".join(parts)
 
 
 def campaign_span(campaign: Campaign) -> tuple[datetime | None, datetime | None]:
@@ -232,8 +250,8 @@ def campaign_report(*, campaign: Campaign, filters: Filters) -> CampaignReport:
         lo, hi = max(first_due, filters.start_at), min(last_due, filters.end_at)
         span_hours = (hi - lo).total_seconds() / 3600
     bucket = "hour" if span_hours <= 72 else "day"
-    with reading(filters):
-        source, params = _campaign_source(campaign, filters)
+    with reading(filters) as src:
+        source, params = _campaign_source(campaign, filters, src)
         sums = ", ".join(f"sum({m}) AS {m}" for m in METRICS)
         # One pass, two groupings: per variant and channel, and per hour or day (sends as a whole,
         # the variants' apart from the control group's).
@@ -374,29 +392,30 @@ def retention_report(*, filters: Filters, grain: str, today: date | None = None)
     last = period_add(grain, period_start(grain, filters.end), 1)  # exclusive
     platform, platform_params = _platform("platform", filters)
     cohort = f"date_trunc('{grain}', {{}})::date"
-    with reading(filters):
-        if not filters.members:
+    with reading(filters) as src:
+        if not src.live:
+            scope, scope_params = src.scope()
             sizes = _fetch(
-                f"SELECT {cohort.format('day')}, sum(profiles) FROM campaigns_reportcohortday"
-                f" WHERE workspace_id = %s AND day >= %s AND day < %s {platform} GROUP BY 1",
-                [filters.workspace.pk, first, last, *platform_params],
+                f"SELECT {cohort.format('day')}, sum(profiles) FROM {src.table('cohortday')}"
+                f" WHERE {scope} AND day >= %s AND day < %s {platform} GROUP BY 1",
+                [*scope_params, first, last, *platform_params],
             )
             active = _fetch(
-                f"SELECT cohort, period, sum(active) FROM campaigns_reportretention WHERE workspace_id = %s"
+                f"SELECT cohort, period, sum(active) FROM {src.table('retention')} WHERE {scope}"
                 f" AND grain = %s AND cohort >= %s AND cohort < %s {platform} GROUP BY 1, 2",
-                [filters.workspace.pk, grain, first, last, *platform_params],
+                [*scope_params, grain, first, last, *platform_params],
             )
         else:
             a_platform, a_params = _platform("a.platform", filters)
             sizes = _fetch(
                 f"SELECT {cohort.format('cohort_day')}, count(*) FROM campaigns_reportprofile"
                 f" WHERE workspace_id = %s AND cohort_day >= %s AND cohort_day < %s {platform}"
-                f" {members_filter('profile_id', True)} GROUP BY 1",
+                f" {members_filter('profile_id', filters.members)} GROUP BY 1",
                 [filters.workspace.pk, first, last, *platform_params],
             )
             where = (
                 f"a.workspace_id = %s AND a.day >= %s AND a.cohort_day >= %s AND a.cohort_day < %s {a_platform}"
-                f" {members_filter('a.profile_id', True)}"
+                f" {members_filter('a.profile_id', filters.members)}"
             )
             active = _fetch(
                 f"SELECT cohort, period, sum(active) FROM ({retention_sql(grain, where)}) r GROUP BY 1, 2",
@@ -463,8 +482,8 @@ def campaign_retention(
     compare = DEFAULT_COMPARE_PERIOD[grain] if period is None else max(0, min(period, periods - 1))
     compare = min(compare, periods - 1)
     computed_at: datetime | None = None
-    with reading(filters):
-        if not filters.members:
+    with reading(filters) as src:
+        if src.segment is None:
             platform, platform_params = _platform("platform", filters)
             rows = _fetch(
                 f'SELECT "group", period, sum(size), sum(eligible), sum(active), max(computed_at)'
@@ -474,13 +493,22 @@ def campaign_retention(
             )
             computed_at = max((row[5] for row in rows), default=None)
             data = [row[:5] for row in rows]
+        elif not src.live:
+            platform, platform_params = _platform("platform", filters)
+            data = _fetch(
+                f'SELECT "group", period, sum(size), sum(eligible), sum(active)'
+                f" FROM campaigns_reportsegmentcampaignretention WHERE segment_id = %s AND campaign_id = %s"
+                f" AND grain = %s {platform} GROUP BY 1, 2",
+                [src.segment.segment_id, campaign.pk, grain, *platform_params],
+            )
+            computed_at = src.segment.as_of
         else:
             today = today or timezone.now().date()
-            params = campaign_retention_params(campaign_id=campaign.pk, grain=grain, today=today)
+            params = campaign_retention_params(campaign_ids=[campaign.pk], grain=grain, today=today)
             platform = "WHERE platform = %(platform)s" if filters.platform else ""
             data = _fetch(
                 f"SELECT grp, period, sum(size), sum(eligible), sum(active)"
-                f" FROM ({campaign_retention_sql(members=True)}) r {platform} GROUP BY 1, 2",
+                f" FROM ({campaign_retention_sql(members=filters.members)}) r {platform} GROUP BY 1, 2",
                 {**params, "platform": filters.platform},
             )
     names = {v.key: v.name or f"Variant {v.key}" for v in Variant.objects.filter(campaign=campaign)}
@@ -585,6 +613,8 @@ def funnel_sql(
             f" AND f{index}.workspace_id = %s AND f{index}.name = %s"
             f" AND f{index}.first_at >= %s AND f{index}.first_at < %s"
             f" AND f{index}.first_at >= {_t(index - 1)} AND f{index}.first_at <= s1.first_at + {window_sql}"
+            # Redundant with step 1's (the join is on the person), and cheap: it keeps the hash small.
+            f" {members_filter(f'f{index}.profile_id', filters.members)}"
         )
         params += [filters.workspace.pk, name, filters.start_at, filters.end_at + window]
     group = "''"
@@ -749,28 +779,31 @@ def channels_report(*, filters: Filters, onboarding_event: str, conversion_event
     people first seen in the range, and how many of them ever did the onboarding and the
     conversion event."""
     platform, platform_params = _platform("platform", filters)
-    with reading(filters):
-        if not filters.members:
+    with reading(filters) as src:
+        if not src.live:
+            scope, scope_params = src.scope()
             sums = ", ".join(f"sum({m})" for m in METRICS)
             channel_rows = _fetch(
-                f"SELECT channel, {sums} FROM campaigns_reportcampaignhour WHERE workspace_id = %s AND hour >= %s"
+                f"SELECT channel, {sums} FROM {src.table('campaignhour')} WHERE {scope} AND hour >= %s"
                 f" AND hour < %s {platform} GROUP BY channel",
-                [filters.workspace.pk, filters.start_at, filters.end_at, *platform_params],
+                [*scope_params, filters.start_at, filters.end_at, *platform_params],
             )
             source_rows = _fetch(
-                f"SELECT source, sum(profiles) FROM campaigns_reportcohortday WHERE workspace_id = %s"
+                f"SELECT source, sum(profiles) FROM {src.table('cohortday')} WHERE {scope}"
                 f" AND day BETWEEN %s AND %s {platform} GROUP BY source",
-                [filters.workspace.pk, filters.start, filters.end, *platform_params],
+                [*scope_params, filters.start, filters.end, *platform_params],
             )
         else:
             channel_rows = _fetch(
                 f"SELECT channel, {send_counts_sql()} FROM campaigns_reportsend WHERE workspace_id = %s"
-                f" AND due_at >= %s AND due_at < %s {platform} {members_filter('profile_id', True)} GROUP BY channel",
+                f" AND due_at >= %s AND due_at < %s {platform} {members_filter('profile_id', filters.members)}"
+                " GROUP BY channel",
                 [filters.workspace.pk, filters.start_at, filters.end_at, *platform_params],
             )
             source_rows = _fetch(
                 f"SELECT source, count(*) FROM campaigns_reportprofile WHERE workspace_id = %s"
-                f" AND cohort_day BETWEEN %s AND %s {platform} {members_filter('profile_id', True)} GROUP BY source",
+                f" AND cohort_day BETWEEN %s AND %s {platform} {members_filter('profile_id', filters.members)}"
+                " GROUP BY source",
                 [filters.workspace.pk, filters.start, filters.end, *platform_params],
             )
         done: dict[str, dict[str, int]] = {}
@@ -849,31 +882,33 @@ def overview_report(*, filters: Filters) -> OverviewReport:
     platform, platform_params = _platform("platform", filters)
     ws = filters.workspace.pk
     daily: dict[date, dict[str, int]] = {day: dict.fromkeys(DAY_METRICS, 0) for day in filters.days}
-    with reading(filters):
-        if not filters.members:
+    with reading(filters) as src:
+        if not src.live:
+            scope, scope_params = src.scope()
             rows = _fetch(
-                f"SELECT day, {', '.join(f'sum({m})' for m in DAY_METRICS)} FROM campaigns_reportworkspaceday"
-                f" WHERE workspace_id = %s AND day BETWEEN %s AND %s {platform} GROUP BY day",
-                [ws, filters.start, filters.end, *platform_params],
+                f"SELECT day, {', '.join(f'sum({m})' for m in DAY_METRICS)} FROM {src.table('workspaceday')}"
+                f" WHERE {scope} AND day BETWEEN %s AND %s {platform} GROUP BY day",
+                [*scope_params, filters.start, filters.end, *platform_params],
             )
             for day, *values in rows:
                 daily[day] = {m: int(v) for m, v in zip(DAY_METRICS, values, strict=True)}
             revenue_rows = _fetch(
-                f"SELECT day, currency, sum(revenue), sum(orders) FROM campaigns_reportrevenueday"
-                f" WHERE workspace_id = %s AND day BETWEEN %s AND %s {platform} GROUP BY 1, 2",
-                [ws, filters.start, filters.end, *platform_params],
+                f"SELECT day, currency, sum(revenue), sum(orders) FROM {src.table('revenueday')}"
+                f" WHERE {scope} AND day BETWEEN %s AND %s {platform} GROUP BY 1, 2",
+                [*scope_params, filters.start, filters.end, *platform_params],
             )
         else:
             params = {"ws": ws, "lo": filters.start, "hi": filters.end, "platform": filters.platform}
             only = "AND platform = %(platform)s" if filters.platform else ""
             for _, day, *values in _fetch(
-                f"SELECT * FROM ({active_users_sql(members=True)}) u WHERE TRUE {only}", params
+                f"SELECT * FROM ({active_users_sql(members=filters.members)}) u WHERE TRUE {only}", params
             ):
                 for metric, value in zip(("dau", "wau", "mau", "events", "sessions"), values, strict=True):
                     daily[day][metric] += int(value)
             for day, count in _fetch(
                 f"SELECT cohort_day, count(*) FROM campaigns_reportprofile WHERE workspace_id = %(ws)s"
-                f" AND cohort_day BETWEEN %(lo)s AND %(hi)s {only} {members_filter('profile_id', True)} GROUP BY 1",
+                f" AND cohort_day BETWEEN %(lo)s AND %(hi)s {only} {members_filter('profile_id', filters.members)}"
+                " GROUP BY 1",
                 params,
             ):
                 daily[day]["new_profiles"] = int(count)
@@ -883,12 +918,13 @@ def overview_report(*, filters: Filters) -> OverviewReport:
                 f" sum(d.count) FILTER (WHERE d.name = '$message_converted')"
                 f" FROM segments_eventdailycount d LEFT JOIN campaigns_reportprofile rp ON rp.profile_id = d.profile_id"
                 f" WHERE d.workspace_id = %(ws)s AND d.name IN ('$message_received', '$message_converted')"
-                f" AND d.day BETWEEN %(lo)s AND %(hi)s {rp_only} {members_filter('d.profile_id', True)} GROUP BY 1",
+                f" AND d.day BETWEEN %(lo)s AND %(hi)s {rp_only} {members_filter('d.profile_id', filters.members)}"
+                " GROUP BY 1",
                 params,
             ):
                 daily[day]["messages"], daily[day]["conversions"] = int(messages or 0), int(conversions or 0)
             revenue_rows = _fetch(
-                f"SELECT day, currency, sum(revenue), sum(orders) FROM ({revenue_sql(members=True)}) r"
+                f"SELECT day, currency, sum(revenue), sum(orders) FROM ({revenue_sql(members=filters.members)}) r"
                 f" WHERE TRUE {only} GROUP BY 1, 2",
                 {
                     **params,

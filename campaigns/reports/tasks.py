@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from .members import segment_refresh, segments_due_for_refresh
 from .rollups import reports_refresh, reports_rollup
 
 
@@ -23,3 +24,17 @@ def reports_refresh_task() -> dict[str, object]:
     retention of campaigns due for it."""
     result = reports_refresh()
     return {"ran": result.ran, "days": result.days, "campaigns": result.campaigns}
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def reports_segment_refresh_task(segment_id: int) -> dict[str, object]:
+    """A segment's report aggregates, rebuilt from its members now (enqueued by its first page)."""
+    return {"segment": segment_id, "seconds": segment_refresh(segment_id=segment_id)}
+
+
+@shared_task(acks_late=True, soft_time_limit=1800, time_limit=1900)
+def reports_segments_refresh_task() -> dict[str, object]:
+    """Every five minutes: the aggregates of the segments viewed lately whose aggregates are older
+    than REPORTS_SEGMENT_REFRESH_EVERY."""
+    done = {segment_id: segment_refresh(segment_id=segment_id) for segment_id in segments_due_for_refresh()}
+    return {"segments": done}

@@ -16,13 +16,16 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.text import slugify
 
 from profiles.models import Workspace
+from segments.models import Segment
 
 from ..models import Campaign
 from . import pages, selectors
 from .forms import ChannelsForm, FiltersForm, FunnelForm, RetentionForm, last_days
+from .members import segment_status
 from .pages import Page, filter_params
 
 LOGIN_URL = "reports:login"
@@ -53,6 +56,9 @@ def _render(
         for row in table.rows:
             writer.writerow([cell.value for cell in row])
         return response
+    segment = form.filters().segment if not context.get("hide_filters") else None
+    if segment is not None:
+        page.notices.insert(0, _members_notice(segment))
     query = request.GET.copy()
     return render(
         request,
@@ -67,6 +73,23 @@ def _render(
             **context,
         },
     )
+
+
+def _members_notice(segment: Segment) -> str:
+    """What a page filtered by a segment counts: its members as evaluated at some moment (reused
+    for a few minutes, see campaigns.reports.members), and whether from the aggregates built for
+    them or live."""
+    status = segment_status(segment=segment)
+    if status is None:
+        return f"Segment “{segment.name}”."
+    age = (timezone.now() - status.as_of).total_seconds()
+    when = "just now" if age < 1 else f"{age:.0f} s ago" if age < 120 else f"{age / 60:.0f} min ago"
+    how = (
+        "numbers from the aggregates built for them"
+        if status.aggregated
+        else "numbers read live from their activity (the segment's aggregates are being built)"
+    )
+    return f"Segment “{segment.name}”: its {status.size:,} members as of {status.as_of:%H:%M:%S} UTC ({when}); {how}."
 
 
 def _form(

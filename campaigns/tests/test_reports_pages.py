@@ -6,17 +6,21 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from campaigns.reports.rollups import reports_refresh, reports_rollup
-from profiles.models import Workspace
+from campaigns.reports.members import segment_members, segment_refresh, segment_source, segments_due_for_refresh
+from campaigns.reports.models import ReportSegmentMembers
+from campaigns.reports.rollups import members_filter, reports_refresh, reports_rollup
+from profiles.models import Profile, Workspace
 from profiles.tests.factories import WorkspaceFactory
 from segments.models import Segment
 
@@ -420,12 +424,17 @@ def test_invalid_filters_are_explained(reader: Client, workspace: Workspace, sce
     assert "The end of the range is before its start." in response.content.decode()
 
 
+@pytest.mark.parametrize("path", ["live", "segment aggregates"])
 def test_a_segment_of_everyone_gives_the_numbers_of_the_aggregates(
-    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+    reader: Client, workspace: Workspace, scenario: dict[str, Any], path: str
 ) -> None:
-    """Filtered by segment, the pages aggregate the per-person facts instead of reading the
-    aggregates: with a segment of everyone, every table must read the same."""
+    """Filtered by segment, the pages read the aggregates built for the segment's members or,
+    before those exist, aggregate the per-person facts of its members live: with a segment of
+    everyone, every table must read the same either way."""
     everyone = Segment.objects.create(workspace=workspace, name="Everyone", definition={"all": []})
+    if path == "segment aggregates":
+        segment_refresh(segment_id=everyone.pk, force=True)
+        assert segment_source(segment=everyone).aggregated
     campaign = scenario["campaign"]
     pages = {
         ("overview",): ("active", "growth", "messaging", "revenue"),
@@ -439,3 +448,120 @@ def test_a_segment_of_everyone_gives_the_numbers_of_the_aggregates(
         live = reader.get(url(name, workspace, *args, segment=everyone.pk, **query))
         for table in tables:
             assert rows(live, table) == rows(plain, table), (name, table)
+    # The campaign's retention against its control group (on the campaign page and on retention).
+    query = {"grain": "week", "campaign": campaign.pk}
+    plain = reader.get(url("retention", workspace, **query))
+    filtered = reader.get(url("retention", workspace, segment=everyone.pk, **query))
+    assert rows(filtered, "campaign_retention") == rows(plain, "campaign_retention")
+    assert len(rows(plain, "campaign_retention")) > 1
+
+
+# --- pages filtered by a segment -------------------------------------------------------------------
+
+
+def google_segment(workspace: Workspace) -> Segment:
+    return Segment.objects.create(
+        workspace=workspace,
+        name="From Google",
+        definition={"all": [{"type": "acquisition", "field": "source", "op": "eq", "value": "google"}]},
+    )
+
+
+def test_segment_pages_read_the_segments_aggregates_once_built(
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+) -> None:
+    google = google_segment(workspace)
+    query = {"segment": google.pk, **FEB_MAR}
+    live = reader.get(url("overview", workspace, **query))
+    assert "its 3 members as of" in live.context["page"].notices[0]  # alice, bob, erin
+    assert "read live" in live.context["page"].notices[0]
+    assert segment_refresh(segment_id=google.pk) is not None
+    assert segment_refresh(segment_id=google.pk) is None  # just built: not again
+    built = reader.get(url("overview", workspace, **query))
+    assert "aggregates built for them" in built.context["page"].notices[0]
+    # The hand-counted numbers (as in test_overview_filtered_by_segment_and_platform), from the
+    # segment's aggregates now.
+    active = by(rows(built, "active"), "Day")
+    assert [active["2030-03-04"][k] for k in ("Daily active", "Weekly active", "Monthly active")] == [0, 1, 3]
+    for name, table in (("overview", "active"), ("overview", "growth"), ("retention", "cohorts")):
+        extra = {"grain": "week"} if name == "retention" else {}
+        assert rows(reader.get(url(name, workspace, **query, **extra)), table) == rows(
+            live if name == "overview" and table == "active" else reader.get(url(name, workspace, **query, **extra)),
+            table,
+        )
+    campaign = scenario["campaign"]
+    funnel = by(rows(reader.get(url("campaign", workspace, campaign.pk, **query)), "funnel"), "Stage")
+    assert [funnel[s]["People"] for s in ("Targeted", "Sent (received)", "Opened", "Converted", "Bounced")] == [
+        2,
+        2,
+        1,
+        1,
+        1,
+    ]
+
+
+def test_a_changed_definition_is_read_live_until_its_aggregates_are_rebuilt(
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+) -> None:
+    segment = google_segment(workspace)
+    segment_refresh(segment_id=segment.pk)
+    assert segment_source(segment=segment).aggregated
+    segment.definition = {"all": [{"type": "acquisition", "field": "source", "op": "eq", "value": "facebook"}]}
+    segment.save()
+    source = segment_source(segment=segment)
+    assert not source.aggregated
+    assert source.size == 2  # carol, dan: the new definition's members, not the aggregates' old ones
+    sources = by(
+        rows(reader.get(url("channels", workspace, segment=segment.pk, **FEB_MAR)), "sources"), "Source (utm_source)"
+    )
+    assert list(sources) == ["facebook"]
+    segment_refresh(segment_id=segment.pk)
+    assert segment_source(segment=segment).aggregated
+    sources = by(
+        rows(reader.get(url("channels", workspace, segment=segment.pk, **FEB_MAR)), "sources"), "Source (utm_source)"
+    )
+    assert list(sources) == ["facebook"]
+    assert sources["facebook"]["New people"] == 2
+
+
+def test_segment_members_are_reused_while_fresh(workspace: Workspace, scenario: dict[str, Any], frozen: None) -> None:
+    google = google_segment(workspace)
+    first = segment_members(segment=google)
+    assert first.size == 3
+    scenario_person = Profile.objects.filter(workspace=workspace, utm_source="facebook").first()
+    assert scenario_person is not None
+    Profile.objects.filter(pk=scenario_person.pk).update(utm_source="google")
+    assert segment_members(segment=google).computed_at == first.computed_at  # reused: 3 still
+    assert segment_members(segment=google).size == 3
+    assert segment_members(segment=google, max_age=0).size == 4
+
+
+def test_members_bitmap_holds_exactly_the_members(workspace: Workspace, scenario: dict[str, Any]) -> None:
+    """The bitmap's edges: the lowest and highest member, and people between them who are not."""
+    google = google_segment(workspace)
+    segment_members(segment=google)
+    row = ReportSegmentMembers.objects.get(segment_id=google.pk)
+    bits = bytes(row.bits)
+    ids = {row.bits_base + n for n in range(len(bits) * 8) if bits[n >> 3] >> (n & 7) & 1}
+    assert ids == set(Profile.objects.filter(workspace=workspace, utm_source="google").values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM profiles_profile WHERE workspace_id = %s {members_filter('id', google.pk)} ORDER BY id",  # noqa: S608
+            [workspace.pk],
+        )
+        assert {r[0] for r in cursor.fetchall()} == ids
+
+
+def test_segments_viewed_lately_are_due_for_refresh(
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+) -> None:
+    google = google_segment(workspace)
+    assert segments_due_for_refresh() == []
+    reader.get(url("overview", workspace, segment=google.pk, **FEB_MAR))
+    assert segments_due_for_refresh() == [google.pk]
+    segment_refresh(segment_id=google.pk)
+    assert segments_due_for_refresh() == []
+    with time_machine.travel(NOW + timedelta(hours=1), tick=False):
+        assert segments_due_for_refresh() == [google.pk]
+    with time_machine.travel(NOW + timedelta(days=2), tick=False):
+        assert segments_due_for_refresh() == []  # not viewed for a day: left alone

@@ -26,3 +26,15 @@ CELERY_BEAT_SCHEDULE.update(
         "reports-refresh": {"task": "campaigns.reports.tasks.reports_refresh_task", "schedule": 600.0},
     }
 )
+
+# A page filtered by a segment reuses the segment's members evaluated at most this many seconds ago
+# (and says how old they are); 0 evaluates the segment on every page.
+REPORTS_SEGMENT_MEMBERS_SECONDS = env_int("REPORTS_SEGMENT_MEMBERS_SECONDS", 300, minimum=0)
+# Aggregates per segment (campaigns/reports/members.py): rebuilt this often for every segment a
+# report page was filtered by in the last REPORTS_SEGMENT_VIEWED_SECONDS.
+REPORTS_SEGMENT_REFRESH_EVERY = env_int("REPORTS_SEGMENT_REFRESH_EVERY", 600, minimum=60)
+REPORTS_SEGMENT_VIEWED_SECONDS = env_int("REPORTS_SEGMENT_VIEWED_SECONDS", 86400, minimum=60)
+CELERY_BEAT_SCHEDULE["reports-segments"] = {
+    "task": "campaigns.reports.tasks.reports_segments_refresh_task",
+    "schedule": 300.0,
+}
