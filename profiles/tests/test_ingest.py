@@ -287,6 +287,22 @@ def test_duplicate_message_ids_within_and_across_batches_count_once(app: App) ->
     assert Profile.objects.get().session_count == 1
 
 
+def test_event_keeps_its_own_context_and_the_device_row_keeps_the_device(app: App) -> None:
+    context = {**MOBILE_CONTEXT, "page": {"path": "/shoes"}, "library": {"name": "analytics-ios"}}
+    ingest(app, msg("track", userId="u1", event="Product Viewed", timestamp=at(0), context=context))
+    event = Event.objects.get(name="Product Viewed")
+    assert event.context == {
+        "app": {"name": "Acme", "version": "3.2.1", "build": "321"},
+        "ip": "203.0.113.9",
+        "location": {"latitude": 48.85, "longitude": 2.35, "city": "Paris"},
+        "campaign": {"source": "instagram", "medium": "social", "name": "launch"},
+        "page": {"path": "/shoes"},
+    }
+    device = Device.objects.get()
+    assert (device.model, device.os_name, device.os_version, device.locale) == ("iPhone15,2", "iOS", "17.1", "fr-FR")
+    assert Profile.objects.get().time_zone == "Europe/Paris"
+
+
 def test_batch_mixing_resent_and_new_messages_applies_only_the_new_ones(app: App) -> None:
     opened = msg("track", userId="u1", event="Application Opened", timestamp=at(0))
     order = msg(
