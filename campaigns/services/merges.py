@@ -17,9 +17,13 @@ one place campaigns react to it (``campaigns.receivers``); the person ends up wi
 - everything else moves as it is; segment-entry records too (where both were recorded in the
   same campaign's segment, the survivor's row stays).
 
-Runs inside the merge transaction, with the per-(campaign, person) advisory locks of enrolment,
-so a trigger being enrolled for either profile at the same moment waits. Idempotent: a second
-call finds nothing of the merged profile left.
+Runs inside the merge transaction, which holds both profile rows ``FOR UPDATE``. It takes no
+enrolment lock: a trigger being enrolled at that moment holds its (campaign, person) lock and waits
+for the profile row (its insert checks the foreign key), so waiting for its lock here would
+deadlock. The race tolerated: a send enrolled for the surviving profile while the merge runs is
+not seen by the pending check (the person may get two); one enrolled for the merged profile fails
+its foreign key once the merge commits, and the task's retry enrols the survivor by the usual
+rules. Idempotent: a second call finds nothing of the merged profile left.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from ..models import DeliveryStatus, DeliveryType
-from .triggers import MAIN_STEP, lock_people
+from .triggers import MAIN_STEP
 
 # How far along a delivery is, for keeping one of two with the same key: lower is kept.
 _RANK = {
@@ -54,10 +58,6 @@ def campaigns_profile_merged(*, workspace_id: int, source_id: int, target_id: in
     """Move ``source_id``'s deliveries and segment-entry records to ``target_id`` (see the module
     docstring for what happens to duplicates). Call inside the merge transaction."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT DISTINCT campaign_id FROM campaigns_delivery WHERE profile_id = %s", [source_id])
-        campaign_ids = [row[0] for row in cursor.fetchall()]
-        lock_people((campaign_id, person) for campaign_id in campaign_ids for person in (source_id, target_id))
-
         # The same send on both profiles: keep the one furthest along.
         cursor.execute(
             "SELECT s.id, s.status, t.id, t.status, s.campaign_id, s.occurrence"
