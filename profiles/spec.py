@@ -85,6 +85,8 @@ def _identifier(raw: dict[str, Any], key: str) -> str | None:
     value = raw.get(key)
     if value is None:
         return None
+    if type(value) is str and len(value) <= MAX_ID_LENGTH:  # nearly every id: one check, no copy
+        return value.strip() or None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _Invalid("invalid_id", f"{key}: must be a string or a number")
     if isinstance(value, float):
