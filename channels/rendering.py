@@ -256,18 +256,139 @@ def template_variables(
     extra: Mapping[str, Any] | None = None,
     links: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    variables = profile_variables(profile)
-    variables["event_properties"] = dict(event_properties or {})
-    variables["api_trigger_properties"] = dict(api_trigger_properties or {})
-    variables["campaign"] = dict(campaign or {})
-    if profile.pk is not None:
-        variables["unsubscribe_url"] = unsubscribe_url(profile, "email")
-        variables["preferences_url"] = preferences_url(profile)
-    variables.update(links or {})
-    # Caller-provided names (message metadata, a canvas step...) never hide the person's own.
-    for key, value in (extra or {}).items():
-        variables.setdefault(key, value)
-    return variables
+    return _Variables(
+        profile=profile,
+        event_properties=event_properties,
+        api_trigger_properties=api_trigger_properties,
+        campaign=campaign,
+        extra=extra,
+        links=links,
+    ).complete()
+
+
+class _Variables:
+    """A template's variables, with the person's signed links made only when a template asks for
+    them (signing is most of the cost of the variables, and many messages use one link or none).
+    ``complete()`` is what ``template_variables`` returns: the links, then the caller's ``links``
+    over them, then ``extra`` under everything."""
+
+    def __init__(
+        self,
+        *,
+        profile: Profile,
+        event_properties: Mapping[str, Any] | None,
+        api_trigger_properties: Mapping[str, Any] | None,
+        campaign: Mapping[str, Any] | None,
+        extra: Mapping[str, Any] | None,
+        links: Mapping[str, str] | None,
+    ) -> None:
+        self.profile = profile
+        self.links = dict(links or {})
+        values = profile_variables(profile)
+        values["event_properties"] = dict(event_properties or {})
+        values["api_trigger_properties"] = dict(api_trigger_properties or {})
+        values["campaign"] = dict(campaign or {})
+        values.update(self.links)
+        # Caller-provided names (message metadata, a canvas step...) never hide the person's own.
+        for key, value in (extra or {}).items():
+            values.setdefault(key, value)
+        self.values = values
+        self.linked = profile.pk is None
+
+    def complete(self) -> dict[str, Any]:
+        if not self.linked:
+            self.linked = True
+            if "unsubscribe_url" not in self.links:
+                self.values["unsubscribe_url"] = unsubscribe_url(self.profile, "email")
+            if "preferences_url" not in self.links:
+                self.values["preferences_url"] = preferences_url(self.profile)
+        return self.values
+
+    def get(self, name: str) -> Any:
+        if name in _HOSTED_LINKS and not self.linked:
+            self.complete()
+        return self.values.get(name)
+
+
+_HOSTED_LINKS = frozenset({"unsubscribe_url", "preferences_url"})
+
+
+# --- plain templates without Liquid ---------------------------------------------------------------
+
+# Most personalisation is literal text and outputs like {{ first_name | default: 'there' }}. Such a
+# template is rendered here by string joining, with Liquid's result, at a fraction of Liquid's cost
+# per recipient (a context, a render stack, an output stream per field). Anything else (tags, other
+# filters, whitespace control, keywords, escapes, values that are not text or whole numbers) goes
+# to Liquid. channels/tests/test_rendering.py compares the two.
+_SIMPLE_OUTPUT = re.compile(
+    r"\{\{\s*([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*)\s*"
+    r"(?:\|\s*default\s*:\s*(?:'([^'\\]*)'|\"([^\"\\]*)\")\s*)?\}\}"
+)
+_LIQUID_WORDS = frozenset({"true", "false", "nil", "null", "empty", "blank"})
+_SIMPLE_OUTPUT_LIMIT = SandboxEnvironment.output_stream_limit // 4
+_Output = tuple[tuple[str, ...], str | None]  # (path, default)
+
+
+def _has_markup(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+@lru_cache(maxsize=1024)
+def _simple_pieces(source: str) -> tuple[str | _Output, ...] | None:
+    """``source`` as literal text and plain outputs, or None when it needs Liquid."""
+    text = preprocess(source)
+    pieces: list[str | _Output] = []
+    position = 0
+    for match in _SIMPLE_OUTPUT.finditer(text):
+        literal = text[position : match.start()]
+        if _has_markup(literal):
+            return None
+        if literal:
+            pieces.append(literal)
+        path = tuple(match.group(1).split("."))
+        if path[0] in _LIQUID_WORDS:
+            return None
+        pieces.append((path, match.group(2) if match.group(2) is not None else match.group(3)))
+        position = match.end()
+    rest = text[position:]
+    if _has_markup(rest):
+        return None
+    if rest:
+        pieces.append(rest)
+    return tuple(pieces)
+
+
+def _simple_render(pieces: tuple[str | _Output, ...], variables: _Variables) -> str | None:
+    """The pieces rendered as Liquid would, or None when a value needs Liquid's own rules."""
+    out: list[str] = []
+    size = 0
+    for piece in pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+            size += len(piece)
+            continue
+        path, default = piece
+        value = variables.get(path[0])
+        for key in path[1:]:
+            if value is None:
+                break
+            if not isinstance(value, dict):
+                return None  # a list's .size, a string's .first...: Liquid's
+            value = value.get(key)
+        if isinstance(value, str):
+            if default is not None and not value.strip():
+                value = default  # our "default" also replaces blank text (Braze)
+        elif value is None:
+            value = "" if default is None else default
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        else:
+            return None
+        out.append(value)
+        size += len(value)
+    if size > _SIMPLE_OUTPUT_LIMIT:
+        return None  # near the output limit: Liquid says whether it is over
+    return "".join(out)
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -292,7 +413,7 @@ def render_content(
     template problem; a template that does not parse (it should have been refused when saved)
     comes back as ``RenderFailed`` too.
     """
-    variables = template_variables(
+    variables = _Variables(
         profile=profile,
         event_properties=event_properties,
         api_trigger_properties=api_trigger_properties,
@@ -305,8 +426,15 @@ def render_content(
     def render(path: str, source: str) -> str:
         if failure or ("{" not in source):
             return source
+        html = _is_html(channel, path)
+        if not html:  # HTML escapes what it prints: Liquid's
+            pieces = _simple_pieces(source)
+            if pieces is not None:
+                text = _simple_render(pieces, variables)
+                if text is not None:
+                    return text
         try:
-            return _parse(source, _is_html(channel, path)).render(**variables)
+            return _parse(source, html).render(**variables.complete())
         except _AbortMessage:
             raise
         except Exception as error:  # one person's failure is recorded as theirs, not raised

@@ -224,3 +224,56 @@ def test_preview_reports_template_errors_aborts_and_rule_breaks(jane: Profile) -
     assert not empty.ok
     assert empty.content == {"body": ""}
     assert empty.errors == (("body", "is required"),)
+
+
+PLAIN_TEMPLATES = [
+    "Hi {{ first_name }}",
+    "Hi {{first_name|default:'there'}}, from {{ city | default: \"your town\" }}!",
+    "{{ custom_attributes.plan }} / {{ custom_attributes.balance }} / {{ custom_attributes.missing.deeper }}",
+    "{{ custom_attribute.${favorite color} | default: 'none' }} and {{${first_name}}}",
+    "Campaign {{ campaign.name }} #{{ campaign.id }} {{ campaign.tags }}",
+    "{{ event_properties.product | default: 'it' }} {{ api_trigger_properties.coupon }}",
+    "{{ unsubscribe_url }} {{ preferences_url }}",
+    "{{ nil }}{{ true }} {{ empty | default: 'x' }}",
+    "{{ first_name.size }} {{ custom_attributes.tags.first }}",
+    "{{- first_name -}} {% if city %}in {{ city }}{% endif %} {# note #}",
+    "{{ first_name | default: 'x' | upcase }} {{ first_name | upcase }}",
+    "Literal }} and { braces {{ last_name | default: 'Doe' }}",
+]
+PEOPLE = [
+    {
+        "first_name": "Jane",
+        "city": "Lyon",
+        "custom_attributes": {"plan": "gold", "balance": 12, "favorite color": "teal"},
+    },
+    {"first_name": "   ", "city": "", "custom_attributes": {"plan": None, "balance": 1.5, "tags": ["a", "b"]}},
+    {"first_name": "", "last_name": "", "custom_attributes": {"balance": True, "missing": {"deeper": "found"}}},
+]
+
+
+@pytest.mark.parametrize("fields", PEOPLE)
+def test_plain_templates_render_as_liquid_renders_them(workspace: Workspace, fields: dict[str, Any]) -> None:
+    """Plain text-and-output templates skip Liquid; the result must be Liquid's, field by field."""
+    from channels import rendering
+
+    person = Profile.objects.create(workspace=workspace, external_id="p", email="p@example.com", **fields)
+    context: dict[str, Any] = {
+        "profile": person,
+        "event_properties": {"product": "shoes"},
+        "api_trigger_properties": {"coupon": ""},
+        "campaign": {"id": 7, "name": "Sale", "tags": ["a"]},
+    }
+    for source in PLAIN_TEMPLATES:
+        fast = render_content(channel="push", template={"title": source, "body": "x"}, **context)
+        liquid = rendering._parse(source, False).render(**rendering.template_variables(**context))
+        assert isinstance(fast, dict) and fast["title"] == liquid, source
+
+
+def test_the_plain_path_takes_plain_templates_only() -> None:
+    from channels.rendering import _simple_pieces
+
+    assert _simple_pieces("Hi {{ first_name | default: 'there' }}!") == ("Hi ", (("first_name",), "there"), "!")
+    assert _simple_pieces("{{ a.b-c }}") == ((("a", "b-c"), None),)
+    liquid_only = ("{% if a %}x{% endif %}", "{{ a | upcase }}", "{{- a }}", "{{ true }}", "{# c #}", "{{ a['b'] }}")
+    for liquid in (*liquid_only, "{{ a | default: 'x\\y' }}"):
+        assert _simple_pieces(liquid) is None, liquid
