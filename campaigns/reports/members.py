@@ -50,7 +50,7 @@ from django.utils import timezone
 from segments.compiler import Sql, members_query
 from segments.models import Segment
 
-from .models import ReportSegmentMembers
+from .models import ReportCampaignGroups, ReportSegmentMembers
 from .rollups import (
     COUNT_COLUMNS,
     DAY_COLUMNS,
@@ -78,6 +78,7 @@ SEGMENT_TABLES = (
 __all__ = [
     "SegmentMembers",
     "SegmentSource",
+    "campaign_groups",
     "segment_aggregates_refresh",
     "segment_members",
     "segment_members_refresh",
@@ -133,12 +134,9 @@ def _bitmap(members: Sql, chunk: int = 50_000) -> tuple[bytes, int, int]:
     if not ids:
         return b"", 0, 0
     low = min(ids)
-    bits = bytearray((max(ids) - low) // 8 + 1)
-    for profile_id in ids:
-        offset = profile_id - low
-        bits[offset >> 3] |= 1 << (offset & 7)
+    bits = _bits(ids, low)
     # Counted from the bitmap: a query may name a person twice.
-    return bytes(bits), low, int.from_bytes(bits, "little").bit_count()
+    return bits, low, int.from_bytes(bits, "little").bit_count()
 
 
 def segment_members_refresh(*, segment: Segment, max_age: int = 0) -> SegmentMembers:
@@ -353,3 +351,62 @@ def segment_refresh(*, segment_id: int, force: bool = False, now: datetime | Non
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SEGMENT_LOCK, segment_id % 2**31])
+
+
+# --- who a campaign reached, for funnels split by campaign -------------------------------------------
+
+CAMPAIGN_GROUPS = ("control", "received", "targeted")
+
+
+def campaign_groups(*, campaign_id: int, workspace_id: int, max_age: int | None = None) -> datetime:
+    """Make sure ``ReportCampaignGroups`` holds the campaign's groups as of at most ``max_age``
+    seconds ago (default REPORTS_SEGMENT_MEMBERS_SECONDS); return when they were computed.
+
+    A funnel split by campaign reads each person's group there with ``bitmap_sql`` instead of
+    grouping the campaign's hundreds of thousands of sends by person for every funnel."""
+    max_age = settings.REPORTS_SEGMENT_MEMBERS_SECONDS if max_age is None else max_age
+    row = ReportCampaignGroups.objects.filter(campaign_id=campaign_id).only("computed_at").first()
+    if row is not None and max_age > 0 and (timezone.now() - row.computed_at).total_seconds() <= max_age:
+        return row.computed_at
+    with transaction.atomic():
+        ReportCampaignGroups.objects.get_or_create(
+            campaign_id=campaign_id, defaults={"workspace_id": workspace_id, "computed_at": timezone.now()}
+        )
+        locked = ReportCampaignGroups.objects.select_for_update().only("computed_at").get(campaign_id=campaign_id)
+        if row is not None and locked.computed_at != row.computed_at:
+            return locked.computed_at  # another request computed them while this one waited
+        computed_at = timezone.now()
+        people: dict[str, array[int]] = {group: array("q") for group in CAMPAIGN_GROUPS}
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+            # Per person, as the funnel groups them: 0 in the control group, 1 received (any send),
+            # 2 targeted but never sent.
+            cursor.execute(
+                "SELECT profile_id,"
+                " min(CASE WHEN variant = 'control' THEN 0 WHEN sent_at IS NOT NULL THEN 1 ELSE 2 END)"
+                " FROM campaigns_reportsend WHERE campaign_id = %s AND channel = '' GROUP BY profile_id",
+                [campaign_id],
+            )
+            while rows := cursor.fetchmany(50_000):
+                for profile_id, group in rows:
+                    people["targeted"].append(profile_id)
+                    if group == 0:
+                        people["control"].append(profile_id)
+                    elif group == 1:
+                        people["received"].append(profile_id)
+        base = min(people["targeted"], default=0)
+        bitmaps = {group: _bits(ids, base) for group, ids in people.items()}
+        ReportCampaignGroups.objects.filter(campaign_id=campaign_id).update(
+            workspace_id=workspace_id, computed_at=computed_at, bits_base=base, **bitmaps
+        )
+    return computed_at
+
+
+def _bits(ids: array[int], base: int) -> bytes:
+    if not ids:
+        return b""
+    bits = bytearray((max(ids) - base) // 8 + 1)
+    for profile_id in ids:
+        offset = profile_id - base
+        bits[offset >> 3] |= 1 << (offset & 7)
+    return bytes(bits)

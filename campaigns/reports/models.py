@@ -28,6 +28,7 @@ from django.db.models import Q
 
 __all__ = [
     "ReportActiveDay",
+    "ReportCampaignGroups",
     "ReportCampaignHour",
     "ReportCampaignRetention",
     "ReportCohortDay",
@@ -497,3 +498,21 @@ class ReportSegmentCampaignRetention(models.Model):
 
     def __str__(self) -> str:
         return f"segment {self.segment_id} {self.campaign_id} {self.group} {self.grain} +{self.period}"
+
+
+class ReportCampaignGroups(models.Model):
+    """Who a campaign reached, as bitmaps of profile ids (bit n: profile ``bits_base + n``), for the
+    funnel split by campaign: in its control group, sent a message (and not in the control group),
+    targeted at all. Evaluated from ``ReportSend`` when a funnel asks and reused for
+    ``REPORTS_SEGMENT_MEMBERS_SECONDS``; see ``campaigns.reports.members.campaign_groups``."""
+
+    campaign_id = models.BigIntegerField(primary_key=True)
+    workspace_id = models.BigIntegerField()
+    computed_at = models.DateTimeField()
+    bits_base = models.BigIntegerField(default=0)
+    control = models.BinaryField(default=b"")
+    received = models.BinaryField(default=b"")
+    targeted = models.BinaryField(default=b"")
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign_id} groups at {self.computed_at}"

@@ -741,7 +741,13 @@ def funnel_page(report: FunnelReport, filters: Filters, link_params: dict[str, A
         Stat("Completed", fmt_int(total.counts[-1]), link=link(len(steps))),
         Stat("Overall conversion", fmt_pct(total.overall(len(steps) - 1) or 0)),
     ]
-    return Page(title="Funnel", sections=sections, stats=stats)
+    notices = []
+    if report.campaign_groups_at is not None:
+        notices.append(
+            f"Who the campaign reached (recipients, control group, targeted) as of"
+            f" {report.campaign_groups_at:%H:%M:%S} UTC; re-read when older than a few minutes."
+        )
+    return Page(title="Funnel", sections=sections, stats=stats, notices=notices)
 
 
 # --- channels and sources ------------------------------------------------------------------------

@@ -720,21 +720,27 @@ def _refresh_workspace_days(workspace_id: int, lo: date, hi: date) -> None:
     )
 
 
+def bitmap_sql(column: str, table: str, where: str, bits: str = "bits", base: str = "bits_base") -> str:
+    """Whether ``column`` (a profile id) is set in the bitmap ``bits`` of the one row of ``table``
+    matching ``where`` (bit n is profile ``base + n``; false when there is no such row).
+
+    The bitmap is read once per query (uncorrelated subqueries run once; ``|| ''`` makes one plain
+    copy, so ``get_bit`` does not detoast it for every row) and tested per row in constant time: no
+    hash of a quarter of a million ids to build. CASE keeps ``get_bit`` from seeing an id outside."""
+    row = f"FROM {table} WHERE {where}"
+    return (
+        f"CASE WHEN {column} >= (SELECT {base} {row}) AND {column} < (SELECT {base} + 8 * length({bits}) {row})"
+        f" THEN get_bit((SELECT {bits} || ''::bytea {row}), {column} - (SELECT {base} {row})) = 1 ELSE false END"
+    )
+
+
 def members_filter(column: str, segment_id: int | None) -> str:
     """``AND column is a member of segment segment_id`` as ``campaigns.reports.members`` last
-    evaluated it (the pages make sure it is current first); nothing for ``None``.
-
-    The members are a bitmap of profile ids (``ReportSegmentMembers.bits``), read once per query
-    (uncorrelated subqueries run once; ``|| ''`` makes one plain copy, so ``get_bit`` does not
-    detoast it for every row) and tested per row in constant time: no hash of the members to build.
-    CASE keeps ``get_bit`` from ever seeing an id outside the bitmap."""
+    evaluated it (``ReportSegmentMembers.bits``; the pages make sure it is current first); nothing
+    for ``None``."""
     if segment_id is None:
         return ""
-    row = f"FROM campaigns_reportsegmentmembers WHERE segment_id = {int(segment_id)}"
-    return (
-        f"AND CASE WHEN {column} >= (SELECT bits_base {row}) AND {column} < (SELECT bits_base + 8 * length(bits) {row})"
-        f" THEN get_bit((SELECT bits || ''::bytea {row}), {column} - (SELECT bits_base {row})) = 1 ELSE false END"
-    )
+    return f"AND {bitmap_sql(column, 'campaigns_reportsegmentmembers', f'segment_id = {int(segment_id)}')}"
 
 
 def send_counts_sql() -> str:

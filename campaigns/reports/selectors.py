@@ -33,13 +33,14 @@ from profiles.spec import PURCHASE_EVENTS
 from segments.models import Segment, SegmentSizeSnapshot
 
 from ..models import Campaign, Variant
-from .members import SegmentSource, segment_source
+from .members import SegmentSource, campaign_groups, segment_source
 from .rollups import (
     CAMPAIGN_PERIODS,
     COUNT_COLUMNS,
     GRAINS,
     STAGES,
     active_users_sql,
+    bitmap_sql,
     campaign_retention_params,
     campaign_retention_sql,
     members_filter,
@@ -586,6 +587,7 @@ class FunnelReport:
     total: FunnelGroup
     groups: list[FunnelGroup]
     more_groups: int  # groups left out (the smallest)
+    campaign_groups_at: datetime | None = None  # split by campaign: who it reached, as of then
 
 
 FUNNEL_SPLITS = ("none", "source", "campaign")
@@ -621,18 +623,18 @@ def funnel_sql(
     if split == "source":
         group = "s1.source"
     elif split == "campaign" and campaign is not None:
-        # Per person, read in person order from the campaign's index: 0 in the control group,
-        # 1 received (any occurrence), 2 targeted but never sent.
-        joins.append(
-            "LEFT JOIN (SELECT profile_id, min(CASE WHEN variant = 'control' THEN 0"
-            " WHEN sent_at IS NOT NULL THEN 1 ELSE 2 END) AS grp"
-            " FROM campaigns_reportsend WHERE campaign_id = %s AND channel = '' GROUP BY profile_id) c"
-            " ON c.profile_id = s1.profile_id"
-        )
-        params.append(campaign.pk)
+        campaign_groups(campaign_id=campaign.pk, workspace_id=campaign.workspace_id)
+
+        # Each person's group from the campaign's bitmaps (evaluated at most minutes ago): in the
+        # control group (of any occurrence), else received, else targeted but never sent.
+        def member(group: str) -> str:
+            return bitmap_sql(
+                "s1.profile_id", "campaigns_reportcampaigngroups", f"campaign_id = {int(campaign.pk)}", bits=group
+            )
+
         group = (
-            "(CASE c.grp WHEN 0 THEN 'control group' WHEN 1 THEN 'received' WHEN 2 THEN 'targeted, not sent'"
-            " ELSE 'not in the campaign' END)"
+            f"(CASE WHEN {member('control')} THEN 'control group' WHEN {member('received')} THEN 'received'"
+            f" WHEN {member('targeted')} THEN 'targeted, not sent' ELSE 'not in the campaign' END)"
         )
     sql = (
         f"campaigns_reportfirstevent s1 {' '.join(joins)}"
@@ -653,6 +655,9 @@ def funnel_report(
     steps = list(steps)[:MAX_STEPS]
     if not steps:
         raise ValueError("a funnel needs at least one step")
+    groups_at = None
+    if split == "campaign" and campaign is not None:
+        groups_at = campaign_groups(campaign_id=campaign.pk, workspace_id=campaign.workspace_id)
     source, params, group = funnel_sql(
         filters=filters, steps=steps, window_days=window_days, split=split, campaign=campaign
     )
@@ -704,6 +709,7 @@ def funnel_report(
         total=total,
         groups=groups[:MAX_GROUPS] if split != "none" else [],
         more_groups=more if split != "none" else 0,
+        campaign_groups_at=groups_at,
     )
 
 
