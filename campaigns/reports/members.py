@@ -186,14 +186,23 @@ def segment_source(*, segment: Segment, now: datetime | None = None) -> SegmentS
     now = now or timezone.now()
     row = ReportSegmentMembers.objects.filter(segment_id=segment.pk).defer("bits").first()
     if row is not None and (row.viewed_at is None or (now - row.viewed_at).total_seconds() > 60):
-        ReportSegmentMembers.objects.filter(segment_id=segment.pk).update(viewed_at=now)
+        _note_view(segment.pk, now)
     if row is not None and _aggregated(row, segment):
         return SegmentSource(segment.pk, True, row.aggregated_from or now, row.aggregated_size)
     members = segment_members(segment=segment)
-    ReportSegmentMembers.objects.filter(segment_id=segment.pk).update(viewed_at=now)
+    _note_view(segment.pk, now)
     segment_id = segment.pk
     transaction.on_commit(lambda: _enqueue_refresh(segment_id))
     return SegmentSource(segment.pk, False, members.computed_at, members.size)
+
+
+def _note_view(segment_id: int, now: datetime) -> None:
+    """Record that a page read the segment, unless its row is locked: a build of its aggregates
+    holds the lock for tens of seconds, and a page must not wait for it (the build is the sign of a
+    recent view anyway)."""
+    with transaction.atomic():
+        if ReportSegmentMembers.objects.select_for_update(skip_locked=True).filter(segment_id=segment_id).exists():
+            ReportSegmentMembers.objects.filter(segment_id=segment_id).update(viewed_at=now)
 
 
 def segment_status(*, segment: Segment) -> SegmentSource | None:
