@@ -2,7 +2,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -28,3 +28,17 @@ def warm_up(**kwargs: Any) -> None:
     from django.urls import get_resolver
 
     get_resolver().reverse_dict  # noqa: B018 - populates the resolver (per language, the default one)
+
+
+@worker_process_init.connect
+def warm_up_child(**kwargs: Any) -> None:
+    """In each forked child before it takes a task: the process's HTTP client, whose TLS context
+    (the CA bundle loaded) cannot be made before the fork (its connection pool must be the child's
+    own). About 0.1 s less on the child's first send. No network, no database."""
+    from django.apps import apps
+
+    if not apps.ready:
+        return
+    from channels.transports.http import shared_client
+
+    shared_client()
