@@ -848,7 +848,7 @@ class Compiler:
             union,
             having,
         )
-        return Candidates(query, f"{u}.profile_id", _has_or(formula))
+        return Candidates(query, f"{u}.profile_id", _has_or(formula), union)
 
     def _necessary(self, node: Node) -> _Formula | None:
         """A formula over behavioural conditions that ``node`` implies (every member of ``node``
@@ -902,13 +902,15 @@ class _Formula:
 
 @dataclass(frozen=True)
 class Candidates:
-    """See ``Compiler.candidates``: the subquery, its id column, and whether the formula that
-    chose the candidates has an OR (a tree whose behaviour sets are only ANDed already plans as
-    semi joins over the profiles)."""
+    """See ``Compiler.candidates``: the subquery, its id column, whether the formula that chose
+    the candidates has an OR (a tree whose behaviour sets are only ANDed already plans as semi
+    joins over the profiles), and the plain union of the sets (a row per set member, for the
+    planner's estimate of how many there are)."""
 
     query: Sql
     key: str
     has_or: bool
+    union: Sql
 
 
 def _has_or(formula: _Formula) -> bool:
@@ -1017,7 +1019,12 @@ def compile_where(
 
 
 def count_query(
-    definition: Group | dict[str, Any], *, workspace_id: int, now: datetime | None = None, segment_id: int | None = None
+    definition: Group | dict[str, Any],
+    *,
+    workspace_id: int,
+    now: datetime | None = None,
+    segment_id: int | None = None,
+    candidates_by_key: bool = True,
 ) -> Sql:
     """``SELECT count(*)`` of the people a definition matches, in the cheapest exact form.
 
@@ -1030,43 +1037,80 @@ def count_query(
     Otherwise, when the tree's behaviour says who can match (``Compiler.candidates``), the
     candidates are counted: by themselves if nothing else in the tree reads a profile column
     ("added to cart but did not buy", "opened the app 5+ times, never purchased"); joined to
-    their profiles when an OR of behaviours needs them ("US and 3+ sessions, or France and 5+
-    views"). Anything else counts the profiles the full expression matches."""
+    their profiles, read by primary key, when an OR of behaviours needs them ("US and 3+
+    sessions, or France and 5+ views") and ``candidates_by_key`` (the caller's judgement that the
+    candidates are few: see ``candidates_probe``). Anything else counts the profiles the full
+    expression matches."""
+    plan = _count_plan(definition, workspace_id=workspace_id, now=now, segment_id=segment_id)
+    compiler, root, candidates = plan.compiler, plan.root, plan.candidates
+    if plan.members is not None:
+        return q("SELECT count(*) FROM (SELECT DISTINCT m.profile_id FROM ({}) AS m) AS members", plan.members)
+    if candidates is not None and not plan.reads_profiles:
+        # Checked on the candidates alone: as a person would write "did A but never B", with no
+        # pass over the profiles, which the candidates all belong to (as above).
+        compiler.id_expr = "c.profile_id"
+        return q("SELECT count(*) FROM ({}) AS c WHERE {}", candidates.query, compiler.group(root))
+    if candidates is not None and candidates.has_or and candidates_by_key:
+        # In id order, the profiles are read by primary key in the order of the table, page after
+        # page, rather than at random (about twice as fast when the table is larger than shared
+        # buffers).
+        return q(
+            f"SELECT count(*) FROM ({{}} ORDER BY {candidates.key}) AS c"
+            " JOIN profiles_profile p ON p.id = c.profile_id WHERE p.workspace_id = {} AND {}",
+            candidates.query,
+            workspace_id,
+            compiler.group(root),
+        )
+    compiler._flags.clear()
+    return q(
+        "SELECT count(*) FROM profiles_profile p WHERE p.workspace_id = {} AND {}", workspace_id, compiler.group(root)
+    )
+
+
+def candidates_probe(
+    definition: Group | dict[str, Any], *, workspace_id: int, now: datetime | None = None, segment_id: int | None = None
+) -> Sql | None:
+    """When ``count_query`` would read the candidates' profiles by primary key, the union of their
+    behaviour sets (a row per member, and per day for "at least once" sets), whose size the
+    planner can estimate from the rollup's statistics; None otherwise. By key, each candidate
+    costs a few microseconds; a pass over the profiles costs a fraction of one per profile, so past
+    a share of the table the pass is cheaper (see ``segments.selectors``)."""
+    plan = _count_plan(definition, workspace_id=workspace_id, now=now, segment_id=segment_id)
+    if plan.candidates is not None and plan.candidates.has_or and plan.reads_profiles:
+        return plan.candidates.union
+    return None
+
+
+@dataclass
+class _CountPlan:
+    compiler: Compiler
+    root: Group
+    members: Sql | None = None
+    candidates: Candidates | None = None
+    reads_profiles: bool = True
+
+
+def _count_plan(
+    definition: Group | dict[str, Any], *, workspace_id: int, now: datetime | None, segment_id: int | None
+) -> _CountPlan:
     root = definition if isinstance(definition, Group) else parse_definition(definition)
     compiler = Compiler(workspace_id=workspace_id, now=now or timezone.now(), definite_booleans=False)
     if segment_id is not None:
         compiler._stack.append(segment_id)
+    plan = _CountPlan(compiler, root)
     only = root.children[0] if root.kind == "all" and len(root.children) == 1 else None
     if only is not None and not isinstance(only, Group):
-        members = compiler.membership(only)
-        if members is not None:
-            return q("SELECT count(*) FROM (SELECT DISTINCT m.profile_id FROM ({}) AS m) AS members", members)
-    candidates = compiler.candidates(root)
-    if candidates is not None:
-        # Checked on the candidates alone when the rest of the tree reads no profile column (only
-        # behaviour, by id): as a person would write "did A but never B", with no pass over the
-        # profiles, which the candidates all belong to (as above).
-        compiler.id_expr = "c.profile_id"
-        where = compiler.group(root)
-        if not compiler.read_profile_columns:
-            return q("SELECT count(*) FROM ({}) AS c WHERE {}", candidates.query, where)
-        if candidates.has_or:
-            # In id order, the profiles are read by primary key in the order of the table, page
-            # after page, rather than at random (twice as fast when the table is larger than
-            # shared buffers).
-            compiler.id_expr = ""
-            return q(
-                f"SELECT count(*) FROM ({{}} ORDER BY {candidates.key}) AS c"
-                " JOIN profiles_profile p ON p.id = c.profile_id WHERE p.workspace_id = {} AND {}",
-                candidates.query,
-                workspace_id,
-                compiler.group(root),
-            )
-        compiler._flags.clear()
+        plan.members = compiler.membership(only)
+        if plan.members is not None:
+            return plan
+    plan.candidates = compiler.candidates(root)
+    if plan.candidates is not None:
+        # Compiled once over the candidates alone, to learn whether the tree reads the profile.
+        compiler.id_expr, compiler.read_profile_columns = "c.profile_id", False
+        compiler.group(root)
         compiler.id_expr = ""
-    return q(
-        "SELECT count(*) FROM profiles_profile p WHERE p.workspace_id = {} AND {}", workspace_id, compiler.group(root)
-    )
+        plan.reads_profiles = compiler.read_profile_columns
+    return plan
 
 
 def members_query(segment: Segment, *, now: datetime | None = None) -> Sql:

@@ -9,6 +9,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from django.db import connection
+
 from profiles.engagement import (
     CONTROL_GROUP_ENROLLED,
     MESSAGE_CLICKED,
@@ -17,8 +20,10 @@ from profiles.engagement import (
     SESSION_STARTED,
 )
 from profiles.models import Workspace
+from segments import selectors
+from segments.models import Segment
 from segments.services import lifecycle_settings_update
-from segments.tests.conftest import NOW, buy, make_profile, track, track_many
+from segments.tests.conftest import NOW, buy, make_profile, members_of, track, track_many
 
 Members = Callable[[dict[str, Any]], set[str]]
 DAY = timedelta(days=1)
@@ -274,3 +279,28 @@ def test_an_or_of_behaviours_with_attributes_and_exclusions(workspace: Workspace
             {"none": [{"type": "purchase_count", "op": "gte", "value": 1}]},
         ]}
     ) == {"us_idle", "fr_viewer", "fr_active"}  # fmt: skip
+
+
+@pytest.mark.parametrize("share", [0.0, 1e9])
+def test_an_or_of_behaviours_counts_the_same_by_key_or_in_one_pass(
+    workspace: Workspace, frozen: Any, monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    # The size reads the candidates' profiles by key when the planner expects few of them, and
+    # makes one pass over the profiles otherwise: the same people either way.
+    for n in range(12):
+        profile = make_profile(workspace, f"p{n}", country="US" if n % 2 else "DE")
+        track_many(profile, "Viewed", [NOW - (k + 1) * DAY for k in range(n % 4)])
+        track_many(profile, SESSION_STARTED, [NOW - (k + 1) * HOUR for k in range(n % 3)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE profiles_profile")  # gives the table a row count to compare with
+    monkeypatch.setattr(selectors, "CANDIDATES_BY_KEY_MAX_SHARE", share)
+    definition = {"any": [
+        {"all": [{"type": "location", "field": "country", "op": "eq", "value": "US"}, event("Viewed", "gte", 2)]},
+        {"all": [{"type": "location", "field": "country", "op": "eq", "value": "DE"}, event(SESSION_STARTED)]},
+    ]}  # fmt: skip
+    segment = Segment(workspace=workspace, name="either", definition=definition)
+
+    # US (odd n) with 2+ views (n % 4 >= 2): p3, p7, p11; DE (even n) with a session (n % 3 >= 1):
+    # p2, p4, p8, p10.
+    assert members_of(workspace, definition, segment=segment) == {"p3", "p7", "p11", "p2", "p4", "p8", "p10"}
+    assert selectors.segment_size(segment=segment) == 7
