@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import time_machine
@@ -221,7 +221,7 @@ def test_workspace_delivery_controls(admin_client: Client, workspace: Workspace)
 
 
 def test_staff_see_only_their_workspaces_campaigns(workspace: Workspace) -> None:
-    other = WorkspaceFactory(name="Other", slug="other")
+    other = cast(Workspace, WorkspaceFactory(name="Other", slug="other"))
     mine = campaign(workspace, name="Mine", include=[segment(workspace, "All")])
     theirs = campaign(other, name="Theirs", include=[segment(other, "All")])
     staff = User.objects.create_user("staff", "s@example.com", "pw", is_staff=True)

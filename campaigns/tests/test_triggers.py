@@ -137,7 +137,7 @@ def test_one_trigger_per_person_and_campaign_per_second(workspace: Workspace, ap
     campaign = action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Tapped"}], reeligible=True)
     at = NOW.isoformat()
     send_events(app, track("ada", "Tapped", timestamp=at), track("ada", "Tapped", timestamp=at), track("bob", "Tapped"))
-    assert sorted(d.profile.external_id for d in deliveries(campaign)) == ["ada", "bob"]
+    assert sorted(str(d.profile.external_id) for d in deliveries(campaign)) == ["ada", "bob"]
 
 
 # --- re-eligibility -----------------------------------------------------------------------------
