@@ -342,8 +342,11 @@ def segment_refresh(*, segment_id: int, force: bool = False, now: datetime | Non
     they were built from its current definition less than REPORTS_SEGMENT_REFRESH_EVERY seconds
     ago, or the segment is gone: then None. Returns the seconds the build took."""
     segment = Segment.objects.filter(pk=segment_id).first()
-    if segment is None:
-        ReportSegmentMembers.objects.filter(segment_id=segment_id).delete()
+    if segment is None:  # deleted since it was viewed: drop what the reports kept for it
+        with transaction.atomic(), connection.cursor() as cursor:
+            for table in SEGMENT_TABLES:
+                cursor.execute(f"DELETE FROM {table} WHERE segment_id = %s", [segment_id])
+            ReportSegmentMembers.objects.filter(segment_id=segment_id).delete()
         return None
     if not force:
         row = ReportSegmentMembers.objects.filter(segment_id=segment_id).defer("bits").first()

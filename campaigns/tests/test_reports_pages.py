@@ -18,8 +18,9 @@ from django.test import Client
 from django.urls import reverse
 
 from campaigns.reports.members import segment_members, segment_refresh, segment_source, segments_due_for_refresh
-from campaigns.reports.models import ReportSegmentMembers, ReportSend
+from campaigns.reports.models import ReportSegmentDay, ReportSegmentMembers, ReportSend
 from campaigns.reports.rollups import members_filter, reports_refresh, reports_rollup
+from campaigns.reports.tasks import reports_segments_refresh_task
 from profiles.models import Profile, Workspace
 from profiles.tests.factories import WorkspaceFactory
 from segments.models import Segment
@@ -585,3 +586,19 @@ def test_funnel_split_by_campaign_reuses_the_campaigns_groups_for_a_while(
         later = by(rows(reader.get(url("funnel", workspace, **query)), "split"), "Campaign received")
     assert later["control group"][f"1. {STEPS.split(chr(10))[0]}"] > 2
     assert "received" not in later or later["received"] != groups["received"]
+
+
+def test_beat_builds_the_aggregates_of_segments_viewed_lately_and_forgets_deleted_ones(
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+) -> None:
+    google = google_segment(workspace)
+    reader.get(url("overview", workspace, segment=google.pk, **FEB_MAR))
+    built = reports_segments_refresh_task()["segments"]
+    assert isinstance(built, dict) and list(built) == [google.pk]
+    assert segment_source(segment=google).aggregated
+    assert ReportSegmentDay.objects.filter(segment_id=google.pk).exists()
+    segment_id = google.pk
+    google.delete()
+    assert segment_refresh(segment_id=segment_id, force=True) is None
+    assert not ReportSegmentDay.objects.filter(segment_id=segment_id).exists()
+    assert not ReportSegmentMembers.objects.filter(segment_id=segment_id).exists()
