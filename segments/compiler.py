@@ -97,10 +97,12 @@ _JSON_READERS = {
 
 @dataclass(frozen=True)
 class Sql:
-    """A piece of SQL with its parameters, in placeholder order."""
+    """A piece of SQL with its parameters, in placeholder order. ``repeats``: a subquery of
+    profile ids that may list a person more than once (once per day of a rollup)."""
 
     text: str
     params: tuple[Any, ...] = ()
+    repeats: bool = False
 
 
 TRUE = Sql("TRUE")
@@ -630,7 +632,8 @@ class Compiler:
             parts.append(q(f" AND {r}.last_at >= {{}}", start))
         if end is not None:
             parts.append(q(f" AND {r}.first_at < {{}}", end))
-        return join("", parts)
+        listed = join("", parts)
+        return Sql(listed.text, listed.params, repeats=True)
 
     def _event_members(self, event: str, start: datetime | None, end: datetime | None, comparison: Comparison) -> Sql:
         """People whose count of ``event`` in the window satisfies ``comparison``.
@@ -1044,6 +1047,8 @@ def count_query(
     plan = _count_plan(definition, workspace_id=workspace_id, now=now, segment_id=segment_id)
     compiler, root, candidates = plan.compiler, plan.root, plan.candidates
     if plan.members is not None:
+        if not plan.members.repeats:  # already one row per person (grouped)
+            return q("SELECT count(*) FROM ({}) AS members", plan.members)
         return q("SELECT count(*) FROM (SELECT DISTINCT m.profile_id FROM ({}) AS m) AS members", plan.members)
     if candidates is not None and not plan.reads_profiles:
         # Checked on the candidates alone: as a person would write "did A but never B", with no
