@@ -114,7 +114,7 @@ REASON_GAVE_UP = "gave up: the worker sending it was lost {attempts} times"
 
 
 def send_batch_size() -> int:
-    return int(getattr(settings, "CAMPAIGNS_SEND_BATCH", 100))
+    return int(getattr(settings, "CAMPAIGNS_SEND_BATCH", 300))
 
 
 def claim_timeout() -> timedelta:
