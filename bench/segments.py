@@ -580,10 +580,10 @@ def time_case(case: Case, *, workspace_id: int, repeat: int, checks: int, seed: 
 def _explain(segment: Any, case: Case, params: dict[str, Any]) -> None:
     from django.db import connection, transaction
 
-    from segments.compiler import count_query
-    from segments.selectors import SET_QUERY_SETTINGS
+    from segments.selectors import SET_QUERY_SETTINGS, size_query
 
-    compiled = count_query(segment.definition, workspace_id=segment.workspace_id, now=NOW, segment_id=segment.pk)
+    # The query segment_size runs (size_query chooses how an OR of behaviours is read).
+    compiled = size_query(segment.definition, workspace_id=segment.workspace_id, now=NOW, segment_id=segment.pk)
     for label, text, query_params in (
         ("compiled", compiled.text, compiled.params),
         ("hand-written", case.hand_sql, params),
