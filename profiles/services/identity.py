@@ -79,7 +79,7 @@ def load_statements(
     *, workspace_id: int, external_ids: Iterable[str], anonymous_ids: Iterable[str]
 ) -> list[Statement | None]:
     """The two statements ``load_profiles`` runs, for a caller that sends them with others: the
-    anonymous ids' owners, and the profiles (locked ``FOR UPDATE`` in id order) those and the
+    anonymous ids' owners, and the profiles (locked ``FOR NO KEY UPDATE`` in id order) those and the
     external ids point at. ``loaded_profiles`` reads their results."""
     external_list = sorted(set(external_ids))
     anonymous_list = sorted(set(anonymous_ids))
@@ -98,7 +98,9 @@ def load_statements(
         f"SELECT {', '.join(PROFILE_COLUMNS)} FROM profiles_profile "  # noqa: S608 (column names, not input)
         "WHERE id IN (SELECT id FROM profiles_profile WHERE workspace_id = %s AND external_id = ANY(%s)"
         " UNION ALL SELECT profile_id FROM profiles_anonymousid WHERE workspace_id = %s AND anonymous_id = ANY(%s))"
-        " ORDER BY id FOR UPDATE",
+        # NO KEY UPDATE is the lock the UPDATE takes anyway; unlike FOR UPDATE it does not make
+        # other batches' event inserts wait for it in their foreign-key checks on the profile.
+        " ORDER BY id FOR NO KEY UPDATE",
         [workspace_id, external_list, workspace_id, anonymous_list],
     )
     return [anonymous, profiles]
@@ -121,7 +123,7 @@ def load_profiles(
 ) -> tuple[dict[int, ProfileRow], dict[str, int]]:
     """Lock and load the profiles these identifiers point at.
 
-    Returns ``(profiles by id, profile id by anonymous id)``. Rows are locked ``FOR UPDATE`` in id
+    Returns ``(profiles by id, profile id by anonymous id)``. Rows are locked ``FOR NO KEY UPDATE`` in id
     order; callers hold the identity advisory locks already, so this only guards against writers
     that reach the same profile through another identifier.
     """
@@ -140,9 +142,13 @@ def allocate_profile_ids(cursor: CursorWrapper, count: int) -> list[int]:
     return sorted((value for (value,) in cursor.fetchall()), reverse=True)
 
 
+# Column defaults of a new profile (custom attributes, the one mutable default, is set per row).
+_DEFAULTS: ProfileRow = {str(f.column): f.get_default() for f in _FIELDS}
+
+
 def new_profile_row(profile_id: int, *, workspace_id: int, external_id: str | None) -> ProfileRow:
     """A profile that exists only in memory until ``save_profiles`` inserts it."""
-    row: ProfileRow = {str(f.column): f.get_default() for f in _FIELDS}
+    row: ProfileRow = {**_DEFAULTS, "custom_attributes": {}}
     now = timezone.now()
     row.update(
         id=profile_id,
