@@ -235,3 +235,11 @@ def test_send_message_uses_the_open_smtp_backend(sink: SmtpSink) -> None:
         backend.close()
     assert [m.subject for m in sink.messages] == ["S0", "S1"]
     assert sink.messages[1].header("List-Unsubscribe").startswith(f"<{LONG_LINK}>")
+
+
+def test_envelope_addresses_are_quoted_as_smtplib_quotes_them() -> None:
+    from channels.transports.email_wire import _quoted
+
+    for address in ["u1@example.com", "first.last+tag@sub.example.co.uk", "Engage <noreply@localhost>",
+                    "=?utf-8?q?B=C3=BC?= <shop@example.com>", 'a"b@x.y', "<x@y.z>", ""]:  # fmt: skip
+        assert _quoted(address) == smtplib.quoteaddr(address)

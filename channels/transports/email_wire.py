@@ -226,8 +226,8 @@ def smtp_send(connection: smtplib.SMTP, sender: str, recipients: list[str], data
         # SMTPUTF8 and its checks: smtplib's own path.
         connection.sendmail(sender, recipients, data)
         return
-    commands = [f"mail FROM:{smtplib.quoteaddr(sender)}{''.join(' ' + o for o in options)}"]
-    commands += [f"rcpt TO:{smtplib.quoteaddr(r)}" for r in recipients]
+    commands = [f"mail FROM:{_quoted(sender)}{''.join(' ' + o for o in options)}"]
+    commands += [f"rcpt TO:{_quoted(r)}" for r in recipients]
     commands.append("data")
     connection.send("".join(f"{c}\r\n" for c in commands))
     mail_code, mail_reply = connection.getreply()
@@ -259,6 +259,19 @@ def smtp_send(connection: smtplib.SMTP, sender: str, recipients: list[str], data
         else:
             _reset(connection, code)
         raise smtplib.SMTPDataError(code, reply)
+
+
+def _quoted(address: str) -> str:
+    """``smtplib.quoteaddr``: a plain address needs no parsing (most recipients); the sender, the
+    same for a whole batch, is parsed once."""
+    if _PLAIN_ADDRESS.match(address):
+        return f"<{address}>"
+    return _quoted_parsed(address)
+
+
+@lru_cache(maxsize=256)
+def _quoted_parsed(address: str) -> str:
+    return smtplib.quoteaddr(address)
 
 
 def _reset(connection: smtplib.SMTP, data_code: int) -> None:
