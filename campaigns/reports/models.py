@@ -6,8 +6,10 @@ Two layers, both written only by ``campaigns.reports.rollups`` (beat tasks):
 - **Per-person facts**, kept current from feeds of new rows (events, main-step deliveries, merges):
   ``ReportProfile`` (a person's cohort: first-seen day, platform, acquisition source),
   ``ReportActiveDay`` (one row per person and active day), ``ReportFirstEvent`` (when a person
-  first did each event, for funnels) and ``ReportSend`` (one row per send of a campaign, and one per
-  send and channel, with the first time each funnel stage was reached).
+  first did each event, for funnels), ``ReportFirstTimes`` (the same first times as arrays by
+  profile id, so a funnel reads its later steps by position instead of joining) and
+  ``ReportSend`` (one row per send of a campaign, and one per send and channel, with the first
+  time each funnel stage was reached).
 - **Aggregates** the unfiltered pages read: ``ReportCampaignHour`` (a campaign's funnel per hour of
   send, variant, platform and channel, added to as facts change), ``ReportCohortDay`` (new people
   per day, platform and source), and the aggregates recomputed by beat for the days that changed:
@@ -23,6 +25,7 @@ rollup down. Names start with ``Report`` so they never collide with the campaign
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -35,6 +38,7 @@ __all__ = [
     "ReportCursor",
     "ReportDirtyDay",
     "ReportFirstEvent",
+    "ReportFirstTimes",
     "ReportProfile",
     "ReportRetention",
     "ReportRevenueDay",
@@ -174,6 +178,35 @@ class ReportFirstEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile_id} first {self.name} at {self.first_at}"
+
+
+# ReportFirstTimes: profile ids per block, and the value of "never did it".
+FIRST_TIMES_BLOCK = 4096
+FIRST_TIMES_NEVER = 2**63 - 1
+
+
+class ReportFirstTimes(models.Model):
+    """``ReportFirstEvent``'s first times again, as one array per event name and block of
+    ``FIRST_TIMES_BLOCK`` profile ids: ``times[i]`` is when profile ``block * FIRST_TIMES_BLOCK + i - 1``
+    first did ``name``, in microseconds since 1970 (UTC), or ``FIRST_TIMES_NEVER``.
+
+    Why: a funnel's later steps were three hash joins of the hundreds of thousands of people entering
+    it with everyone who ever did the step's event. Read from these arrays by subscript (a few hundred
+    blocks hashed, one lookup per person), they cost next to nothing. "Never" is a large value rather
+    than NULL because a subscript into an array without NULLs is a constant-time offset (with NULLs
+    PostgreSQL counts the null bitmap up to the element), and it fails every "within the window"
+    test by itself. Kept equal to ``ReportFirstEvent`` by the rollup, in the same transaction
+    (``campaigns.reports.rollups.first_times_sync``); a block exists once anyone in it did the event.
+    Stored uncompressed (``STORAGE EXTERNAL``): read whole by every funnel, rewritten by the rollup."""
+
+    pk = models.CompositePrimaryKey("workspace_id", "name", "block")
+    workspace_id = models.BigIntegerField()
+    name = models.CharField(max_length=255)
+    block = models.IntegerField()
+    times = ArrayField(models.BigIntegerField())
+
+    def __str__(self) -> str:
+        return f"first {self.name}, profiles from {self.block * FIRST_TIMES_BLOCK}"
 
 
 class ReportSend(models.Model):

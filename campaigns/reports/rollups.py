@@ -63,7 +63,7 @@ from profiles.engagement import (
     UNSUBSCRIBED,
 )
 
-from .models import ReportCursor
+from .models import FIRST_TIMES_BLOCK, FIRST_TIMES_NEVER, ReportCursor
 
 logger = logging.getLogger(__name__)
 
@@ -322,22 +322,92 @@ def _events_activity() -> None:
     )
     active_days_recount()
     _execute("DROP TABLE rpt_touch")
+    # The first times that changed (new, or earlier than known) go on to ReportFirstTimes.
     _execute(
         f"""
-        INSERT INTO campaigns_reportfirstevent (profile_id, name, workspace_id, first_at, platform, source, cohort_day)
-        SELECT e.profile_id, e.name, rp.workspace_id, min(e.timestamp), rp.platform, rp.source, rp.cohort_day
-        FROM rpt_ev e JOIN campaigns_reportprofile rp ON rp.profile_id = e.profile_id
-        WHERE {activity}
-        GROUP BY e.profile_id, e.name, rp.workspace_id, rp.platform, rp.source, rp.cohort_day
-        ON CONFLICT (profile_id, name) DO UPDATE SET first_at = excluded.first_at
-            WHERE excluded.first_at < campaigns_reportfirstevent.first_at
+        CREATE TEMP TABLE rpt_first_changed ON COMMIT DROP AS
+        WITH changed AS (
+            INSERT INTO campaigns_reportfirstevent
+                (profile_id, name, workspace_id, first_at, platform, source, cohort_day)
+            SELECT e.profile_id, e.name, rp.workspace_id, min(e.timestamp), rp.platform, rp.source, rp.cohort_day
+            FROM rpt_ev e JOIN campaigns_reportprofile rp ON rp.profile_id = e.profile_id
+            WHERE {activity}
+            GROUP BY e.profile_id, e.name, rp.workspace_id, rp.platform, rp.source, rp.cohort_day
+            ON CONFLICT (profile_id, name) DO UPDATE SET first_at = excluded.first_at
+                WHERE excluded.first_at < campaigns_reportfirstevent.first_at
+            RETURNING workspace_id, profile_id, name
+        )
+        SELECT * FROM changed
         """
     )
+    if not _first_times_deferred:
+        first_times_sync("rpt_first_changed")
+    _execute("DROP TABLE rpt_first_changed")
     # Every day an event landed on: its active users, messages, conversions or revenue may change.
     _execute(
         """
         INSERT INTO campaigns_reportdirtyday (workspace_id, day)
         SELECT DISTINCT workspace_id, (timestamp AT TIME ZONE 'UTC')::date FROM rpt_ev ON CONFLICT DO NOTHING
+        """
+    )
+
+
+# --- first times as arrays (ReportFirstTimes) ---------------------------------------------------------
+
+# True while reports_rebuild reads every feed from the start: the arrays are built once at the end
+# instead of being rewritten by every chunk (each chunk of a rebuild touches every block).
+_first_times_deferred = False
+
+# The first time as ReportFirstTimes keeps it: microseconds since 1970, exact (a timestamptz is a
+# whole number of microseconds, and every such number up to 2**53 is exact in double precision).
+FIRST_US_SQL = "(date_part('epoch', {0}) * 1000000)::bigint"
+
+
+def first_times_sync(changed: str) -> None:
+    """Copy the first times of the (workspace_id, profile_id, name) rows of table ``changed`` from
+    ReportFirstEvent into ReportFirstTimes (``FIRST_TIMES_NEVER`` where there is none any more).
+    Copies absolute values, so it is idempotent like every other rollup write."""
+    _execute(
+        f"""
+        INSERT INTO campaigns_reportfirsttimes (workspace_id, name, block, times)
+        SELECT workspace_id, name, block, array_fill({FIRST_TIMES_NEVER}::bigint, ARRAY[{FIRST_TIMES_BLOCK}])
+        FROM (SELECT DISTINCT workspace_id, name, (profile_id / {FIRST_TIMES_BLOCK})::int AS block FROM {changed}) AS b
+        ORDER BY workspace_id, name, block
+        ON CONFLICT (workspace_id, name, block) DO NOTHING
+        """
+    )
+    _execute(
+        f"""
+        UPDATE campaigns_reportfirsttimes t SET times = rpt_first_times_set(t.times, c.positions, c.times)
+        FROM (
+            SELECT c.workspace_id, c.name, (c.profile_id / {FIRST_TIMES_BLOCK})::int AS block,
+                   array_agg(mod(c.profile_id, {FIRST_TIMES_BLOCK})::int + 1) AS positions,
+                   array_agg(coalesce({FIRST_US_SQL.format("f.first_at")}, {FIRST_TIMES_NEVER})) AS times
+            FROM (SELECT DISTINCT workspace_id, profile_id, name FROM {changed}) AS c
+            LEFT JOIN campaigns_reportfirstevent f ON f.profile_id = c.profile_id AND f.name = c.name
+            GROUP BY 1, 2, 3
+        ) AS c
+        WHERE t.workspace_id = c.workspace_id AND t.name = c.name AND t.block = c.block
+        """
+    )
+
+
+def first_times_build() -> None:
+    """ReportFirstTimes from ReportFirstEvent, whole (after a rebuild)."""
+    _execute("TRUNCATE campaigns_reportfirsttimes")
+    _execute(
+        f"""
+        INSERT INTO campaigns_reportfirsttimes (workspace_id, name, block, times)
+        SELECT workspace_id, name, block,
+               rpt_first_times_set(array_fill({FIRST_TIMES_NEVER}::bigint, ARRAY[{FIRST_TIMES_BLOCK}]),
+                                   array_agg(position), array_agg(first_us))
+        FROM (
+            SELECT workspace_id, name, (profile_id / {FIRST_TIMES_BLOCK})::int AS block,
+                   mod(profile_id, {FIRST_TIMES_BLOCK})::int + 1 AS position,
+                   {FIRST_US_SQL.format("first_at")} AS first_us
+            FROM campaigns_reportfirstevent
+        ) AS f
+        GROUP BY workspace_id, name, block
         """
     )
 
@@ -500,6 +570,17 @@ def profile_merge_apply(*, source_id: int, target_id: int) -> None:
             """,
             [source_id],
         )
+    # Both people's first times of the merged person's events change (the survivor's may become
+    # earlier, the merged person's go).
+    _execute(
+        """
+        CREATE TEMP TABLE rpt_first_changed ON COMMIT DROP AS
+        SELECT f.workspace_id, p.profile_id, f.name
+        FROM campaigns_reportfirstevent f CROSS JOIN (VALUES (%s::bigint), (%s::bigint)) AS p (profile_id)
+        WHERE f.profile_id = %s
+        """,
+        [source_id, target_id, source_id],
+    )
     _execute(
         """
         INSERT INTO campaigns_reportfirstevent (profile_id, name, workspace_id, first_at, platform, source, cohort_day)
@@ -513,6 +594,9 @@ def profile_merge_apply(*, source_id: int, target_id: int) -> None:
         [target_id, target_id, source_id],
     )
     _execute("DELETE FROM campaigns_reportfirstevent WHERE profile_id = %s", [source_id])
+    if not _first_times_deferred:
+        first_times_sync("rpt_first_changed")
+    _execute("DROP TABLE rpt_first_changed")
     # The merged person's events now belong to the survivor (the segments' triggers moved their
     # daily counts): recount the survivor on each of those days.
     _execute(
@@ -997,6 +1081,7 @@ REPORT_TABLES = (
     "campaigns_reportcohortday",
     "campaigns_reportactiveday",
     "campaigns_reportfirstevent",
+    "campaigns_reportfirsttimes",
     "campaigns_reportsend",
     "campaigns_reportcampaignhour",
     "campaigns_reportworkspaceday",
@@ -1013,6 +1098,14 @@ def reports_rebuild(*, now: datetime | None = None) -> RollupResult:
         if not acquired:
             raise RuntimeError("a reports rollup is running; try again when it is done")
         _execute(f"TRUNCATE {', '.join(REPORT_TABLES)}")
-        result = _rollup_locked(deadline=time.monotonic() + 24 * 3600)
+        # Process-wide, and safe: this process holds the rollup lock throughout.
+        global _first_times_deferred
+        _first_times_deferred = True
+        try:
+            result = _rollup_locked(deadline=time.monotonic() + 24 * 3600)
+        finally:
+            _first_times_deferred = False
+        with _transaction():
+            first_times_build()
     reports_refresh(now=now)
     return result

@@ -34,9 +34,11 @@ from segments.models import Segment, SegmentSizeSnapshot
 
 from ..models import Campaign, Variant
 from .members import SegmentSource, campaign_groups, segment_source
+from .models import FIRST_TIMES_BLOCK
 from .rollups import (
     CAMPAIGN_PERIODS,
     COUNT_COLUMNS,
+    FIRST_US_SQL,
     GRAINS,
     STAGES,
     active_users_sql,
@@ -595,33 +597,49 @@ MAX_STEPS = 6
 MAX_GROUPS = 10
 
 
+# A funnel split by campaign: each person's group, by the number funnel_sql gives it.
+CAMPAIGN_FUNNEL_GROUPS = ("control group", "received", "targeted, not sent", "not in the campaign")
+# percentile_disc(MEDIAN_RANKS) is the two middle values (one for an odd count): the row at
+# ceil(0.5 n) and the one at ceil((0.5 + 1e-10) n), which is the next row when n is even (for any n
+# under 10^10). Their mean is percentile_cont(0.5), from exact microseconds and one sort.
+MEDIAN_RANKS = "ARRAY[0.5, 0.5000000001]"
+
+
 def funnel_sql(
     *, filters: Filters, steps: Sequence[str], window_days: int, split: str, campaign: Campaign | None
-) -> tuple[str, list[Any], str]:
-    """(FROM clause of the funnel's people with each step's first time t1..tn, its parameters, the
-    group expression). Step 1: first did ``steps[0]`` in the date range; step k: first did
-    ``steps[k-1]`` at or after step k-1 and within ``window_days`` of step 1."""
+) -> tuple[str, list[Any]]:
+    """(A query of the funnel's people: ``profile_id``, ``grp`` (their group in the split) and
+    ``t1``..``tn``, each step's first time in microseconds since 1970 or NULL when not reached; its
+    parameters). Step 1: first did ``steps[0]`` in the date range; step k: first did ``steps[k-1]``
+    at or after step k-1 and within ``window_days`` of step 1.
+
+    Step 1's people come from ReportFirstEvent (one index range). Each later step's first time is
+    read from ReportFirstTimes by position: the step's arrays (a few hundred blocks of profile ids)
+    are hashed by block and each person's element is a subscript, instead of joining the people
+    with everyone who ever did the step's event."""
     platform, platform_params = _platform("s1.platform", filters)
-    joins = []
     params: list[Any] = []
-    window = timedelta(days=window_days)
-    # The window in hours: adding days to a timestamptz consults the time zone, hours do not.
-    window_sql = f"interval '{int(window_days) * 24} hours'"
-    for index, name in enumerate(steps[1:], start=2):
-        # The constant bounds (the workspace, the range widened by the window) let each step be
-        # read as one index range, hashed, rather than from the whole table.
-        joins.append(
-            f"LEFT JOIN campaigns_reportfirstevent f{index} ON f{index}.profile_id = s1.profile_id"
-            f" AND f{index}.workspace_id = %s AND f{index}.name = %s"
-            f" AND f{index}.first_at >= %s AND f{index}.first_at < %s"
-            f" AND f{index}.first_at >= {_t(index - 1)} AND f{index}.first_at <= s1.first_at + {window_sql}"
-            # Redundant with step 1's (the join is on the person), and cheap: it keeps the hash small.
-            f" {members_filter(f'f{index}.profile_id', filters.members)}"
+    lookups = ""
+    join = ""
+    if len(steps) > 1:
+        # One row per block with every later step's array: one hash join for all the steps. OFFSET 0
+        # keeps the subquery whole, so ``|| '{}'`` runs once per block: it makes a plain copy of the
+        # array in the hash table instead of a pointer to be detoasted at every subscript.
+        arrays = ", ".join(
+            f"min(times) FILTER (WHERE name = %s) || '{{}}'::bigint[] AS a{index}" for index in range(2, len(steps) + 1)
         )
-        params += [filters.workspace.pk, name, filters.start_at, filters.end_at + window]
+        join = (
+            f"LEFT JOIN (SELECT block, block::bigint * {FIRST_TIMES_BLOCK} - 1 AS base, {arrays}"
+            f" FROM campaigns_reportfirsttimes WHERE workspace_id = %s AND name = ANY(%s) GROUP BY block OFFSET 0) b"
+            f" ON b.block = (s1.profile_id / {FIRST_TIMES_BLOCK})::int"
+        )
+        lookups = "".join(f", b.a{index}[s1.profile_id - b.base] AS x{index}" for index in range(2, len(steps) + 1))
+        params += [*steps[1:], filters.workspace.pk, list(steps[1:])]
     group = "''"
     if split == "source":
-        group = "s1.source"
+        # Byte order: the groups are only told apart here (the page sorts them), and comparing bytes
+        # is cheaper than collating when the people are sorted by group.
+        group = 's1.source COLLATE "C"'
     elif split == "campaign" and campaign is not None:
         campaign_groups(campaign_id=campaign.pk, workspace_id=campaign.workspace_id)
 
@@ -632,21 +650,26 @@ def funnel_sql(
                 "s1.profile_id", "campaigns_reportcampaigngroups", f"campaign_id = {int(campaign.pk)}", bits=group
             )
 
+        # A number, not the label: sorting the people by group is a good part of the funnel's time.
         group = (
-            f"(CASE WHEN {member('control')} THEN 'control group' WHEN {member('received')} THEN 'received'"
-            f" WHEN {member('targeted')} THEN 'targeted, not sent' ELSE 'not in the campaign' END)"
+            f"(CASE WHEN {member('control')} THEN 0 WHEN {member('received')} THEN 1"
+            f" WHEN {member('targeted')} THEN 2 ELSE 3 END)"
         )
-    sql = (
-        f"campaigns_reportfirstevent s1 {' '.join(joins)}"
+    people = (
+        f"SELECT s1.profile_id, {group} AS grp, {FIRST_US_SQL.format('s1.first_at')} AS t1{lookups}"
+        f" FROM campaigns_reportfirstevent s1 {join}"
         f" WHERE s1.workspace_id = %s AND s1.name = %s AND s1.first_at >= %s AND s1.first_at < %s {platform}"
-        f" {members_filter('s1.profile_id', filters.members)}"
+        f" {members_filter('s1.profile_id', filters.members)} OFFSET 0"
     )
     params += [filters.workspace.pk, steps[0], filters.start_at, filters.end_at, *platform_params]
-    return sql, params, group
-
-
-def _t(step: int) -> str:
-    return "s1.first_at" if step == 1 else f"f{step}.first_at"
+    # Step k is reached when its first time is at or after step k-1's (NULL when k-1 was not
+    # reached: the comparison is not true) and within the window of step 1 (never is not).
+    window = int(window_days) * 24 * 3600 * 1_000_000
+    reached = ["t1"]
+    for index in range(2, len(steps) + 1):
+        reached.append(f"CASE WHEN x{index} >= {reached[-1]} AND x{index} <= t1 + {window} THEN x{index} END")
+    times = ", ".join(f"{expression} AS t{index}" for index, expression in enumerate(reached, start=1))
+    return f"SELECT profile_id, grp, {times} FROM ({people}) AS p", params
 
 
 def funnel_report(
@@ -658,25 +681,27 @@ def funnel_report(
     groups_at = None
     if split == "campaign" and campaign is not None:
         groups_at = campaign_groups(campaign_id=campaign.pk, workspace_id=campaign.workspace_id)
-    source, params, group = funnel_sql(
-        filters=filters, steps=steps, window_days=window_days, split=split, campaign=campaign
-    )
+    people, params = funnel_sql(filters=filters, steps=steps, window_days=window_days, split=split, campaign=campaign)
+    # Microseconds between steps. The median from percentile_disc over bigint (cheaper to sort than
+    # double precision, and exact); the mean from a sum in double precision (a bigint sum is numeric,
+    # several times slower).
+    gaps = ", ".join(f"t{index} - t{index - 1} AS g{index}" for index in range(2, len(steps) + 1))
     columns = ["count(*)"]
     for index in range(2, len(steps) + 1):
-        # date_part is double precision; extract() is numeric, several times slower to sum and sort.
-        gap = f"date_part('epoch', {_t(index)} - {_t(index - 1)})"
         columns += [
-            f"count({_t(index)})",
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {gap})",
-            f"avg({gap})",
+            f"count(g{index})",
+            f"percentile_disc({MEDIAN_RANKS}) WITHIN GROUP (ORDER BY g{index})",
+            f"sum(g{index}::float8)",
         ]
+    # OFFSET 0: each person's times are computed once, not again in every aggregate that uses them.
+    source = f"(SELECT grp{', ' + gaps if gaps else ''} FROM ({people}) AS f OFFSET 0) AS f"
     with reading(filters):
         if split == "none":
             rows = _fetch(f"SELECT 'All', 1, {', '.join(columns)} FROM {source}", params)
         else:
             rows = _fetch(
-                f"SELECT {group} AS grp, GROUPING({group}) AS is_total, {', '.join(columns)} FROM {source}"
-                f" GROUP BY GROUPING SETS (({group}), ())",
+                f"SELECT grp, GROUPING(grp) AS is_total, {', '.join(columns)} FROM {source}"
+                f" GROUP BY GROUPING SETS ((grp), ())",
                 params,
             )
     groups: list[FunnelGroup] = []
@@ -689,10 +714,12 @@ def funnel_report(
         medians: list[float | None] = [None]
         means: list[float | None] = [None]
         for index in range(len(steps) - 1):
-            count, median, mean = rest[3 * index : 3 * index + 3]
+            count, middle, total_us = rest[3 * index : 3 * index + 3]
             counts.append(int(count))
-            medians.append(float(median) if median is not None else None)
-            means.append(float(mean) if mean is not None else None)
+            medians.append((middle[0] + middle[-1]) / 2 / 1e6 if count else None)
+            means.append(total_us / count / 1e6 if count else None)
+        if split == "campaign" and campaign is not None and not is_total:
+            key = CAMPAIGN_FUNNEL_GROUPS[key]
         item = FunnelGroup(
             key=key if not is_total else "All", counts=counts, median_seconds=medians, mean_seconds=means
         )
@@ -1077,18 +1104,23 @@ def people_sql(*, filters: Filters, params: Mapping[str, str]) -> tuple[str, lis
         campaign = None
         if split == "campaign":
             campaign = Campaign.objects.filter(workspace=filters.workspace, pk=_int(params.get("campaign"))).first()
-        source, source_params, group = funnel_sql(
+        people, source_params = funnel_sql(
             filters=filters,
             steps=steps,
             window_days=int(_int(params.get("window"), 30)),
             split=split,
             campaign=campaign,
         )
-        sql = f"SELECT s1.profile_id FROM {source} AND {_t(step)} IS NOT NULL"
+        sql = f"SELECT profile_id FROM ({people}) AS f WHERE t{step} IS NOT NULL"
         described = f"reached step {step} ({steps[step - 1]})"
         if "group" in params and split != "none":
-            sql += f" AND {group} = %s"
-            source_params.append(params["group"])
+            sql += " AND grp = %s"
+            if split == "campaign":
+                if params["group"] not in CAMPAIGN_FUNNEL_GROUPS:
+                    raise UnknownList("unknown funnel group")
+                source_params.append(CAMPAIGN_FUNNEL_GROUPS.index(params["group"]))
+            else:
+                source_params.append(params["group"])
             described += f", {params['group']}"
         return sql, source_params, described
     if kind == "source":

@@ -355,6 +355,32 @@ def test_funnel_split_by_source_and_by_campaign(reader: Client, workspace: Works
     assert [r[1] for r in people.context["result"].rows] == ["frank"]
 
 
+def test_funnel_times_per_group_and_in_total(reader: Client, workspace: Workspace, scenario: dict[str, Any]) -> None:
+    response = reader.get(url("funnel", workspace, steps=STEPS, split="source", **FEB_MAR))
+    by_source = by(rows(response, "split"), "Acquisition source")
+    medians = {key: [row["Median time to step 2"], row["Median time to step 3"]] for key, row in by_source.items()}
+    # Opened -> created: google alice 30 min and bob 1 day (two people: the median is their mean);
+    # facebook frank 7 d 1 h and carol 14 d 2 h; (none) dan 30 min. Created -> ordered: alice
+    # 7 d 1.5 h (google), frank 12 d (facebook), dan 19 d 1.5 h (none).
+    assert medians == {
+        "google": [(1800 + 86400) / 2, 7 * 86400 + 5400],
+        "facebook": [(7 * 86400 + 3600 + 14 * 86400 + 7200) / 2, 12 * 86400],
+        "(none)": [1800, 19 * 86400 + 5400],
+    }
+    # The total counts everyone once: its median is not one of the groups' medians.
+    funnel = by(rows(response, "funnel"), "Event")
+    assert funnel["Account Created"]["Median time from previous step"] == 86400
+    assert funnel["Account Created"]["Mean time from previous step"] == (1800 * 2 + 86400 + 608400 + 1216800) / 5
+    assert funnel["Order Completed"]["Median time from previous step"] == 12 * 86400
+    assert funnel["Order Completed"]["Mean time from previous step"] == (610200 + 1036800 + 1647000) / 3
+    campaign = scenario["campaign"]
+    response = reader.get(url("funnel", workspace, steps=STEPS, split="campaign", campaign=campaign.pk, **FEB_MAR))
+    control = by(rows(response, "split"), "Campaign received")["control group"]
+    # Frank (control group): created 7 d 1 h after opening, ordered 12 d later.
+    assert [control["Median time to step 2"], control["Median time to step 3"]] == [608400, 12 * 86400]
+    assert by(rows(response, "funnel"), "Event")["Account Created"]["Median time from previous step"] == 86400
+
+
 # --- channels and sources --------------------------------------------------------------------------
 
 

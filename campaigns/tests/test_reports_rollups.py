@@ -5,7 +5,7 @@ incremental rollup. The scenario is the hand-counted one of reports_data.py."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -21,17 +21,19 @@ from campaigns.models import (
     ReportCohortDay,
     ReportCursor,
     ReportFirstEvent,
+    ReportFirstTimes,
     ReportProfile,
     ReportSend,
     ReportWorkspaceDay,
 )
 from campaigns.reports import rollups
+from campaigns.reports.models import FIRST_TIMES_BLOCK, FIRST_TIMES_NEVER
 from campaigns.reports.rollups import reports_rebuild, reports_refresh, reports_rollup
 from profiles.engagement import MESSAGE_OPENED, MESSAGE_RECEIVED
 from profiles.models import Event, Workspace
 from profiles.services.identity import profile_merge
 
-from .reports_data import NOW, at, build_scenario, engage, opened_app, person
+from .reports_data import NOW, at, build_scenario, engage, event, opened_app, person
 
 FEB = 2
 
@@ -215,9 +217,77 @@ def test_a_rebuild_agrees_with_the_incremental_rollup(scenario: dict[str, Any]) 
             "days": list(ReportWorkspaceDay.objects.order_by("day", "platform").values()),
             "active": list(ReportActiveDay.objects.order_by("profile_id", "day").values()),
             "first": list(ReportFirstEvent.objects.order_by("profile_id", "name").values()),
+            "first times": list(ReportFirstTimes.objects.order_by("workspace_id", "name", "block").values()),
         }
 
     incremental = snapshot()
     reports_rebuild(now=NOW)
     assert snapshot() == incremental
     assert totals(scenario["campaign"].pk)["skipped"] == 2
+
+
+def first_time(profile_id: int, name: str) -> datetime | None:
+    """When ReportFirstTimes says the person first did ``name`` (None: never)."""
+    row = ReportFirstTimes.objects.filter(name=name, block=profile_id // FIRST_TIMES_BLOCK).first()
+    if row is None:
+        return None
+    value = row.times[profile_id % FIRST_TIMES_BLOCK]
+    return None if value == FIRST_TIMES_NEVER else datetime.fromtimestamp(value / 1_000_000, tz=UTC)
+
+
+def every_first_time() -> dict[tuple[int, str], datetime]:
+    """Every (person, event) ReportFirstTimes has a time for."""
+    found = {}
+    for row in ReportFirstTimes.objects.all():
+        assert len(row.times) == FIRST_TIMES_BLOCK
+        for index, value in enumerate(row.times):
+            if value != FIRST_TIMES_NEVER:
+                found[(row.block * FIRST_TIMES_BLOCK + index, row.name)] = datetime.fromtimestamp(
+                    value / 1_000_000, tz=UTC
+                )
+    return found
+
+
+def test_first_times_by_position_are_the_first_events(scenario: dict[str, Any]) -> None:
+    reports_rollup()
+    alice = scenario["people"]["alice"]
+    # Alice first opened the app on Feb 4 at 10:00 and first ordered on Feb 11 at 12:00
+    # (reports_data.py).
+    assert first_time(alice.pk, "Application Opened") == at(4, 10, month=FEB)
+    assert first_time(alice.pk, "Order Completed") == at(11, 12, month=FEB)
+    assert first_time(alice.pk, "Never Happened") is None
+    # Exactly the first events, nothing else: engagement events are not first events.
+    assert every_first_time() == {(row.profile_id, row.name): row.first_at for row in ReportFirstEvent.objects.all()}
+
+
+def test_first_times_follow_an_earlier_event_and_a_merge(frozen: None, workspace: Workspace) -> None:
+    known = person(workspace, first_seen=at(4, 10, month=FEB), external_id="known")
+    anonymous = person(workspace, first_seen=at(2, 10, month=FEB), external_id=None)
+    anonymous.external_id = None
+    anonymous.save()
+    opened_app(known, 4)
+    event(anonymous, "Product Viewed", at(3, 9, month=FEB, minute=30))
+    reports_rollup()
+    assert first_time(known.pk, "Application Opened") == at(4, 10, month=FEB)
+    # A later event changes nothing; an earlier one (arriving late) moves the first time back.
+    opened_app(known, 6)
+    opened_app(known, 3, hour=8)
+    reports_rollup()
+    assert first_time(known.pk, "Application Opened") == at(3, 8, month=FEB)
+    # The merged person's first times go to the survivor (the earlier of the two) and leave them.
+    opened_app(anonymous, 2)
+    reports_rollup()
+    profile_merge(source=anonymous, target=known, reason="admin", actor="test")
+    reports_rollup()
+    assert first_time(known.pk, "Application Opened") == at(2, 10, month=FEB)
+    assert first_time(known.pk, "Product Viewed") == at(3, 9, month=FEB, minute=30)
+    assert first_time(anonymous.pk, "Application Opened") is None
+    assert first_time(anonymous.pk, "Product Viewed") is None
+    assert every_first_time() == {
+        (known.pk, "Application Opened"): at(2, 10, month=FEB),
+        (known.pk, "Product Viewed"): at(3, 9, month=FEB, minute=30),
+    }
+    # A rebuild gives the same arrays.
+    before = list(ReportFirstTimes.objects.order_by("name", "block").values())
+    reports_rebuild(now=NOW)
+    assert list(ReportFirstTimes.objects.order_by("name", "block").values()) == before
