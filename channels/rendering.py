@@ -293,20 +293,24 @@ class _Variables:
         for key, value in (extra or {}).items():
             values.setdefault(key, value)
         self.values = values
-        self.linked = profile.pk is None
+        # The hosted links still to make (none without a saved person, none the caller gave).
+        self.pending = set() if profile.pk is None else {name for name in _HOSTED_LINKS if name not in self.links}
+
+    def _link(self, name: str) -> None:
+        self.pending.discard(name)
+        if name == "unsubscribe_url":
+            self.values[name] = unsubscribe_url(self.profile, "email")
+        else:
+            self.values[name] = preferences_url(self.profile)
 
     def complete(self) -> dict[str, Any]:
-        if not self.linked:
-            self.linked = True
-            if "unsubscribe_url" not in self.links:
-                self.values["unsubscribe_url"] = unsubscribe_url(self.profile, "email")
-            if "preferences_url" not in self.links:
-                self.values["preferences_url"] = preferences_url(self.profile)
+        for name in sorted(self.pending):
+            self._link(name)
         return self.values
 
     def get(self, name: str) -> Any:
-        if name in _HOSTED_LINKS and not self.linked:
-            self.complete()
+        if name in self.pending:
+            self._link(name)
         return self.values.get(name)
 
 
