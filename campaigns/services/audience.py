@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import connection
 from django.db.utils import OperationalError
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from segments.compiler import Sql, compile_where, q
 from segments.definition import DefinitionError
 from segments.evaluator import profile_in_segment
 from segments.models import Segment
+from segments.selectors import run_set_query
 from segments.services import segment_definition_check
 
 from ..models import Campaign, DeliveryType
@@ -158,10 +159,9 @@ def audience_size(*, campaign: Campaign, now: datetime | None = None) -> Audienc
     except DefinitionError as error:
         return AudienceSize(None, f"the audience cannot be evaluated: {error}")
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL statement_timeout = {int(SIZE_TIMEOUT_MS)}")
-            cursor.execute(sql.text, sql.params)
-            row = cursor.fetchone()
+        # A whole-workspace query like a segment's size: with the settings those need (JIT off).
+        rows = run_set_query(sql, timeout_ms=SIZE_TIMEOUT_MS)
+        row = rows[0] if rows else None
     except OperationalError:
         return AudienceSize(None, "unknown: counting took longer than 5 seconds")
     count = int(row[0]) if row else 0

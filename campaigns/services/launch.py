@@ -39,6 +39,7 @@ from profiles.services.engagement import Engagement, engagement_record
 from segments.compiler import Sql, join, q
 from segments.definition import DefinitionError
 from segments.models import Segment
+from segments.selectors import SET_QUERY_SETTINGS
 
 from ..models import (
     Campaign,
@@ -545,7 +546,11 @@ def deliveries_materialise(*, campaign: Campaign, occurrence: datetime, now: dat
         Sql(", ".join([*explicit, *others])),
         select,
     )
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The audience is a whole-workspace segment query: JIT off (it compiled for longer than
+        # the query ran) and room to group in memory, for this transaction.
+        for setting in SET_QUERY_SETTINGS:
+            cursor.execute(setting)
         cursor.execute(statement.text, statement.params)
         rows = cursor.fetchall()
     controls = [

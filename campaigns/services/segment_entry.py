@@ -28,6 +28,7 @@ from profiles.services.identity import dumps
 from segments.compiler import compile_where, members_query, q
 from segments.definition import DefinitionError
 from segments.models import Segment
+from segments.selectors import SET_QUERY_SETTINGS
 
 from ..models import Campaign, SegmentEntryBaseline
 
@@ -61,6 +62,9 @@ def baseline_ensure(*, campaign_id: int, segment: Segment, now: datetime) -> boo
         members,
     )
     with connection.cursor() as cursor:
+        # A whole-segment query: JIT off and room to group in memory, as for a segment's size.
+        for setting in SET_QUERY_SETTINGS:
+            cursor.execute(setting)
         cursor.execute(sql.text, sql.params)
     SegmentEntryBaseline.objects.create(campaign_id=campaign_id, segment_id=segment.pk, taken_at=now)
     return True
