@@ -609,8 +609,8 @@ def funnel_sql(
     *, filters: Filters, steps: Sequence[str], window_days: int, split: str, campaign: Campaign | None
 ) -> tuple[str, list[Any]]:
     """(A query of the funnel's people: ``profile_id``, ``grp`` (their group in the split) and
-    ``t1``..``tn``, each step's first time in microseconds since 1970 or NULL when not reached; its
-    parameters). Step 1: first did ``steps[0]`` in the date range; step k: first did ``steps[k-1]``
+    ``g2``..``gn``, the microseconds from each step to the next, NULL when the step was not reached;
+    its parameters). Step 1: first did ``steps[0]`` in the date range; step k: first did ``steps[k-1]``
     at or after step k-1 and within ``window_days`` of step 1.
 
     Step 1's people come from ReportFirstEvent (one index range). Each later step's first time is
@@ -662,14 +662,16 @@ def funnel_sql(
         f" {members_filter('s1.profile_id', filters.members)} OFFSET 0"
     )
     params += [filters.workspace.pk, steps[0], filters.start_at, filters.end_at, *platform_params]
-    # Step k is reached when its first time is at or after step k-1's (NULL when k-1 was not
-    # reached: the comparison is not true) and within the window of step 1 (never is not).
+    # Step k is reached when step k-1 was, its first time is at or after step k-1's and within the
+    # window of step 1 ("never" is not). g_k: microseconds from step k-1 to step k, NULL if not reached.
     window = int(window_days) * 24 * 3600 * 1_000_000
-    reached = ["t1"]
+    reached = ""
+    gaps = ""
     for index in range(2, len(steps) + 1):
-        reached.append(f"CASE WHEN x{index} >= {reached[-1]} AND x{index} <= t1 + {window} THEN x{index} END")
-    times = ", ".join(f"{expression} AS t{index}" for index, expression in enumerate(reached, start=1))
-    return f"SELECT profile_id, grp, {times} FROM ({people}) AS p", params
+        before = "t1" if index == 2 else f"x{index - 1}"
+        reached += f"{' AND ' if reached else ''}x{index} >= {before} AND x{index} <= t1 + {window}"
+        gaps += f", CASE WHEN {reached} THEN x{index} - {before} END AS g{index}"
+    return f"SELECT profile_id, grp{gaps} FROM ({people}) AS p", params
 
 
 def funnel_report(
@@ -682,10 +684,9 @@ def funnel_report(
     if split == "campaign" and campaign is not None:
         groups_at = campaign_groups(campaign_id=campaign.pk, workspace_id=campaign.workspace_id)
     people, params = funnel_sql(filters=filters, steps=steps, window_days=window_days, split=split, campaign=campaign)
-    # Microseconds between steps. The median from percentile_disc over bigint (cheaper to sort than
-    # double precision, and exact); the mean from a sum in double precision (a bigint sum is numeric,
+    # The median from percentile_disc over the microseconds (bigint: cheaper to sort than double
+    # precision, and exact); the mean from a sum in double precision (a bigint sum is numeric,
     # several times slower).
-    gaps = ", ".join(f"t{index} - t{index - 1} AS g{index}" for index in range(2, len(steps) + 1))
     columns = ["count(*)"]
     for index in range(2, len(steps) + 1):
         columns += [
@@ -693,8 +694,8 @@ def funnel_report(
             f"percentile_disc({MEDIAN_RANKS}) WITHIN GROUP (ORDER BY g{index})",
             f"sum(g{index}::float8)",
         ]
-    # OFFSET 0: each person's times are computed once, not again in every aggregate that uses them.
-    source = f"(SELECT grp{', ' + gaps if gaps else ''} FROM ({people}) AS f OFFSET 0) AS f"
+    # OFFSET 0: each person's gaps are computed once, not again in every aggregate that uses them.
+    source = f"({people} OFFSET 0) AS f"
     with reading(filters):
         if split == "none":
             rows = _fetch(f"SELECT 'All', 1, {', '.join(columns)} FROM {source}", params)
@@ -1111,7 +1112,7 @@ def people_sql(*, filters: Filters, params: Mapping[str, str]) -> tuple[str, lis
             split=split,
             campaign=campaign,
         )
-        sql = f"SELECT profile_id FROM ({people}) AS f WHERE t{step} IS NOT NULL"
+        sql = f"SELECT profile_id FROM ({people}) AS f WHERE {'true' if step == 1 else f'g{step} IS NOT NULL'}"
         described = f"reached step {step} ({steps[step - 1]})"
         if "group" in params and split != "none":
             sql += " AND grp = %s"
