@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q, Value
+from django.db.models.functions import Cast
 
 __all__ = [
     "ReportActiveDay",
@@ -169,10 +170,20 @@ class ReportFirstEvent(models.Model):
                 include=["profile_id", "platform", "source", "cohort_day"],
                 name="rpt_first_event_idx",
             ),
-            # The same, narrow, for funnel steps: a funnel reads one range per step, and half the
-            # width is half the pages.
+            # A funnel's step 1: who first did E on the days of the range, by day and then by profile
+            # id, so that the later steps' lookups in ReportFirstTimes sweep each day's people in id
+            # order instead of jumping at random through megabytes of arrays (~10% of a funnel).
             models.Index(
-                fields=["workspace_id", "name", "first_at"], include=["profile_id"], name="rpt_first_event_step_idx"
+                F("workspace_id"),
+                F("name"),
+                # (first_at AT TIME ZONE 'UTC')::date: the UTC day, as the funnel's query writes it.
+                Cast(
+                    Func(Value("UTC"), F("first_at"), function="timezone", output_field=models.DateTimeField()),
+                    output_field=models.DateField(),
+                ),
+                F("profile_id"),
+                include=["first_at", "platform", "source"],
+                name="rpt_first_event_day_idx",
             ),
         ]
 

@@ -658,10 +658,12 @@ def funnel_sql(
     people = (
         f"SELECT s1.profile_id, {group} AS grp, {FIRST_US_SQL.format('s1.first_at')} AS t1{lookups}"
         f" FROM campaigns_reportfirstevent s1 {join}"
-        f" WHERE s1.workspace_id = %s AND s1.name = %s AND s1.first_at >= %s AND s1.first_at < %s {platform}"
-        f" {members_filter('s1.profile_id', filters.members)} OFFSET 0"
+        # By UTC day (the range is whole UTC days), as rpt_first_event_day_idx holds them: each day's
+        # people come in profile id order.
+        f" WHERE s1.workspace_id = %s AND s1.name = %s AND (s1.first_at AT TIME ZONE 'UTC')::date BETWEEN %s AND %s"
+        f" {platform} {members_filter('s1.profile_id', filters.members)} OFFSET 0"
     )
-    params += [filters.workspace.pk, steps[0], filters.start_at, filters.end_at, *platform_params]
+    params += [filters.workspace.pk, steps[0], filters.start, filters.end, *platform_params]
     # Step k is reached when step k-1 was, its first time is at or after step k-1's and within the
     # window of step 1 ("never" is not). g_k: microseconds from step k-1 to step k, NULL if not reached.
     window = int(window_days) * 24 * 3600 * 1_000_000
