@@ -85,10 +85,15 @@ def load_statements(
     anonymous_list = sorted(set(anonymous_ids))
     if not external_list and not anonymous_list:
         return [None, None]
+    # Each identifier is looked up on its own, by equality on a unique index. An ``= ANY(array)``
+    # next to ``workspace_id = ...`` lets the planner scan the whole workspace instead whenever its
+    # statistics lag behind the table (a fresh or fast-growing workspace): measured, 5 ms instead of
+    # 0.2 ms a batch once a few hundred thousand events were in.
     anonymous = (
         (
-            "SELECT anonymous_id, profile_id FROM profiles_anonymousid"
-            " WHERE workspace_id = %s AND anonymous_id = ANY(%s)",
+            "SELECT x.v, x.p FROM (SELECT k.v, (SELECT a.profile_id FROM profiles_anonymousid a"
+            " WHERE a.workspace_id = %s AND a.anonymous_id = k.v) AS p FROM unnest(%s::text[]) AS k(v)) AS x"
+            " WHERE x.p IS NOT NULL",
             [workspace_id, anonymous_list],
         )
         if anonymous_list
@@ -96,8 +101,11 @@ def load_statements(
     )
     profiles = (
         f"SELECT {', '.join(PROFILE_COLUMNS)} FROM profiles_profile "  # noqa: S608 (column names, not input)
-        "WHERE id IN (SELECT id FROM profiles_profile WHERE workspace_id = %s AND external_id = ANY(%s)"
-        " UNION ALL SELECT profile_id FROM profiles_anonymousid WHERE workspace_id = %s AND anonymous_id = ANY(%s))"
+        "WHERE id = ANY(ARRAY("
+        "SELECT (SELECT p.id FROM profiles_profile p WHERE p.workspace_id = %s AND p.external_id = k.v)"
+        " FROM unnest(%s::text[]) AS k(v)"
+        " UNION ALL SELECT (SELECT a.profile_id FROM profiles_anonymousid a"
+        " WHERE a.workspace_id = %s AND a.anonymous_id = k.v) FROM unnest(%s::text[]) AS k(v)))"
         # NO KEY UPDATE is the lock the UPDATE takes anyway; unlike FOR UPDATE it does not make
         # other batches' event inserts wait for it in their foreign-key checks on the profile.
         " ORDER BY id FOR NO KEY UPDATE",

@@ -288,8 +288,10 @@ def _store(app: App, messages: list[Message], received_at: datetime, result: Ing
                 (f"SELECT 1 FROM {Suppression._meta.db_table} WHERE workspace_id = %s LIMIT 1", [workspace_id]),  # noqa: S608
                 *load_statements(workspace_id=workspace_id, external_ids=external_ids, anonymous_ids=anonymous_ids),
                 (
-                    "SELECT message_id FROM profiles_event WHERE workspace_id = %s AND message_id = ANY(%s)",
-                    [workspace_id, sorted({m.message_id for m in messages})],
+                    # One unique-index probe per id (see load_statements on ``= ANY`` plans).
+                    "SELECT k.m FROM unnest(%s::text[]) AS k(m) WHERE (SELECT 1 FROM profiles_event e"
+                    " WHERE e.workspace_id = %s AND e.message_id = k.m) IS NOT NULL",
+                    [sorted({m.message_id for m in messages}), workspace_id],
                 )
                 if precheck
                 else None,
