@@ -1225,7 +1225,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--concurrency",
         "-c",
         type=int,
-        help="client threads, one keep-alive connection each (default: 2 x workers + 2, so none ever waits for work)",
+        help="client threads, one keep-alive connection each (default: 2 x workers, so none ever waits for work)",
     )
     run.add_argument("--gzip", action="store_true", help="send bodies with Content-Encoding: gzip (level 1)")
     srv = parser.add_argument_group("server")
@@ -1291,7 +1291,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     out.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.concurrency is None:
-        args.concurrency = 2 * args.workers + 2
+        args.concurrency = 2 * args.workers
     for name in ("duration", "concurrency", "workers", "threads", "batch_size", "distinct_batches", "max_batches"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")

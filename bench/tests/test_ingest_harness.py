@@ -114,7 +114,7 @@ def test_the_benchmark_refuses_remote_servers_and_non_benchmark_databases() -> N
 
 def test_command_line_defaults_scale_clients_with_workers() -> None:
     args = parse_args(["--workers", "4"])
-    assert args.concurrency == 10
+    assert args.concurrency == 8
     assert parse_args([]).workers == 2 * (os.cpu_count() or 1) + 1
     assert args.worker_classes == ["sync"]
     assert parse_args(["-k", "sync,gthread"]).worker_classes == ["sync", "gthread"]
