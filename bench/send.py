@@ -197,6 +197,7 @@ class Workers:
                     )
                 )  # fmt: skip
         self.log_path = log_path
+        self.env = env
 
     def pids(self) -> list[int]:
         found = []
@@ -214,16 +215,24 @@ class Workers:
         return found
 
     def wait_ready(self, concurrency: int, timeout: float = 90) -> None:
+        """Until every worker has its children and answers a ping: a worker consumes only once its
+        pool is up, and each child has imported the project before it takes a task."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
                     raise BenchError(f"a worker exited with {process.returncode}; see {self.log_path}")
-            if len(self.children()) >= concurrency * len(self.processes):
-                time.sleep(2)  # the children import the project after forking
+            if len(self.children()) >= concurrency * len(self.processes) and self._pongs() >= len(self.processes):
                 return
             time.sleep(0.2)
         raise BenchError(f"the workers did not start; see {self.log_path}")
+
+    def _pongs(self) -> int:
+        answer = subprocess.run(
+            [str(PYTHON), "-m", "celery", "-A", "config", "inspect", "ping", "--timeout", "1"],
+            cwd=BASE_DIR, env=self.env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return answer.stdout.count("pong")
 
     def stop(self) -> None:
         for process in self.processes:
