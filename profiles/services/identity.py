@@ -78,9 +78,11 @@ def _decode_row(columns: list[str], values: Iterable[Any]) -> ProfileRow:
 def load_statements(
     *, workspace_id: int, external_ids: Iterable[str], anonymous_ids: Iterable[str]
 ) -> list[Statement | None]:
-    """The two statements ``load_profiles`` runs, for a caller that sends them with others: the
+    """The two statements that lock and load the profiles a batch's identifiers point at: the
     anonymous ids' owners, and the profiles (locked ``FOR NO KEY UPDATE`` in id order) those and the
-    external ids point at. ``loaded_profiles`` reads their results."""
+    external ids point at. ``loaded_profiles`` reads their results. Callers send them after the
+    identity advisory locks (``locks.lock_statement``); the row locks only guard against writers
+    that reach the same profile through another identifier."""
     external_list = sorted(set(external_ids))
     anonymous_list = sorted(set(anonymous_ids))
     if not external_list and not anonymous_list:
@@ -124,21 +126,6 @@ def loaded_profiles(
         # What the row held when loaded: save_profiles writes only the columns that changed.
         row["_loaded"] = {column: row[column] for column in MUTABLE_COLUMNS}
     return profiles, anon_map
-
-
-def load_profiles(
-    cursor: CursorWrapper, *, workspace_id: int, external_ids: Iterable[str], anonymous_ids: Iterable[str]
-) -> tuple[dict[int, ProfileRow], dict[str, int]]:
-    """Lock and load the profiles these identifiers point at.
-
-    Returns ``(profiles by id, profile id by anonymous id)``. Rows are locked ``FOR NO KEY UPDATE`` in id
-    order; callers hold the identity advisory locks already, so this only guards against writers
-    that reach the same profile through another identifier.
-    """
-    results = run_together(
-        cursor, load_statements(workspace_id=workspace_id, external_ids=external_ids, anonymous_ids=anonymous_ids)
-    )
-    return loaded_profiles(*results)
 
 
 def allocate_profile_ids(cursor: CursorWrapper, count: int) -> list[int]:
