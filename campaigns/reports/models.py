@@ -40,6 +40,9 @@ __all__ = [
     "ReportDirtyDay",
     "ReportFirstEvent",
     "ReportFirstTimes",
+    "ReportFunnel",
+    "ReportFunnelDay",
+    "ReportFunnelGroupDay",
     "ReportProfile",
     "ReportRetention",
     "ReportRevenueDay",
@@ -560,3 +563,59 @@ class ReportCampaignGroups(models.Model):
 
     def __str__(self) -> str:
         return f"campaign {self.campaign_id} groups at {self.computed_at}"
+
+
+class ReportFunnel(models.Model):
+    """A funnel a page showed (its steps, window, split and platform, unfiltered by segment), kept
+    while it is looked at: the funnel refresh keeps its per-day results current
+    (``campaigns.reports.funnels``). ``digest`` identifies the definition within the workspace."""
+
+    workspace_id = models.BigIntegerField()
+    digest = models.CharField(max_length=64)
+    steps = ArrayField(models.CharField(max_length=255))
+    window_days = models.IntegerField()
+    split = models.CharField(max_length=16)
+    campaign_id = models.BigIntegerField(null=True, blank=True)
+    platform = models.CharField(max_length=16, blank=True, default="")
+    viewed_at = models.DateTimeField()
+    viewed_start = models.DateField(help_text="First day of the range last shown.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace_id", "digest"], name="rpt_funnel_digest_uniq")]
+
+    def __str__(self) -> str:
+        return f"funnel {' > '.join(self.steps)} ({self.split})"
+
+
+class ReportFunnelDay(models.Model):
+    """That a funnel's results for the people entering it on ``day`` (UTC) were computed, and when:
+    with the campaign's groups as of ``groups_at`` for a funnel split by campaign."""
+
+    pk = models.CompositePrimaryKey("funnel_id", "day")
+    funnel_id = models.BigIntegerField()
+    day = models.DateField()
+    computed_at = models.DateTimeField()
+    groups_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"funnel {self.funnel_id} {self.day} at {self.computed_at}"
+
+
+class ReportFunnelGroupDay(models.Model):
+    """A funnel's result for the people of one group entering it on ``day``: how many entered,
+    reached each later step (``reached[k - 1]`` for step k + 1) and the sum of their microseconds
+    from the previous step; and every one of those gaps, sorted, step after step in one array
+    (step k + 1's are the ``reached[k - 1]`` after the earlier steps'), so that the medians of any
+    range of days are exact."""
+
+    pk = models.CompositePrimaryKey("funnel_id", "day", "grp")
+    funnel_id = models.BigIntegerField()
+    day = models.DateField()
+    grp = models.CharField(max_length=255, blank=True, default="")
+    entered = models.IntegerField()
+    reached = ArrayField(models.IntegerField())
+    total_us = ArrayField(models.FloatField())
+    gaps = ArrayField(models.BigIntegerField())
+
+    def __str__(self) -> str:
+        return f"funnel {self.funnel_id} {self.day} {self.grp!r}: {self.entered}"
