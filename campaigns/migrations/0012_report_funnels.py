@@ -59,6 +59,7 @@ class Migration(migrations.Migration):
                 ("platform", models.CharField(blank=True, default="", max_length=16)),
                 ("viewed_at", models.DateTimeField()),
                 ("viewed_start", models.DateField(help_text="First day of the range last shown.")),
+                ("viewed_end", models.DateField(help_text="Last day of the range last shown.")),
             ],
             options={
                 "constraints": [

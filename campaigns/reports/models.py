@@ -579,6 +579,7 @@ class ReportFunnel(models.Model):
     platform = models.CharField(max_length=16, blank=True, default="")
     viewed_at = models.DateTimeField()
     viewed_start = models.DateField(help_text="First day of the range last shown.")
+    viewed_end = models.DateField(help_text="Last day of the range last shown.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace_id", "digest"], name="rpt_funnel_digest_uniq")]

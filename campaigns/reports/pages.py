@@ -747,6 +747,11 @@ def funnel_page(report: FunnelReport, filters: Filters, link_params: dict[str, A
             f"Who the campaign reached (recipients, control group, targeted) as of"
             f" {report.campaign_groups_at:%H:%M:%S} UTC; re-read when older than a few minutes."
         )
+    if report.as_of is not None:
+        notices.append(
+            f"Counted as of {report.as_of:%H:%M:%S} UTC, and kept current every minute or so while the funnel is"
+            " looked at; the days whose windows have closed are final."
+        )
     return Page(title="Funnel", sections=sections, stats=stats, notices=notices)
 
 

@@ -1088,6 +1088,9 @@ REPORT_TABLES = (
     "campaigns_reportrevenueday",
     "campaigns_reportretention",
     "campaigns_reportcampaignretention",
+    # Computed from the tables above (campaigns.reports.funnels): recomputed at their next view.
+    "campaigns_reportfunnelday",
+    "campaigns_reportfunnelgroupday",
 )
 
 

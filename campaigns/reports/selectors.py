@@ -33,6 +33,7 @@ from profiles.spec import PURCHASE_EVENTS
 from segments.models import Segment, SegmentSizeSnapshot
 
 from ..models import Campaign, Variant
+from .funnels import MEDIAN_RANKS, funnel_rows
 from .members import SegmentSource, campaign_groups, segment_source
 from .models import FIRST_TIMES_BLOCK
 from .rollups import (
@@ -590,6 +591,8 @@ class FunnelReport:
     groups: list[FunnelGroup]
     more_groups: int  # groups left out (the smallest)
     campaign_groups_at: datetime | None = None  # split by campaign: who it reached, as of then
+    # When the days that may still change were counted (None: computed live, or every day final).
+    as_of: datetime | None = None
 
 
 FUNNEL_SPLITS = ("none", "source", "campaign")
@@ -599,19 +602,22 @@ MAX_GROUPS = 10
 
 # A funnel split by campaign: each person's group, by the number funnel_sql gives it.
 CAMPAIGN_FUNNEL_GROUPS = ("control group", "received", "targeted, not sent", "not in the campaign")
-# percentile_disc(MEDIAN_RANKS) is the two middle values (one for an odd count): the row at
-# ceil(0.5 n) and the one at ceil((0.5 + 1e-10) n), which is the next row when n is even (for any n
-# under 10^10). Their mean is percentile_cont(0.5), from exact microseconds and one sort.
-MEDIAN_RANKS = "ARRAY[0.5, 0.5000000001]"
 
 
 def funnel_sql(
-    *, filters: Filters, steps: Sequence[str], window_days: int, split: str, campaign: Campaign | None
+    *,
+    filters: Filters,
+    steps: Sequence[str],
+    window_days: int,
+    split: str,
+    campaign: Campaign | None,
+    with_day: bool = False,
 ) -> tuple[str, list[Any]]:
     """(A query of the funnel's people: ``profile_id``, ``grp`` (their group in the split) and
-    ``g2``..``gn``, the microseconds from each step to the next, NULL when the step was not reached;
-    its parameters). Step 1: first did ``steps[0]`` in the date range; step k: first did ``steps[k-1]``
-    at or after step k-1 and within ``window_days`` of step 1.
+    ``g2``..``gn``, the microseconds from each step to the next, NULL when the step was not reached,
+    and with ``with_day`` the UTC ``day`` they entered; its parameters). Step 1: first did
+    ``steps[0]`` in the date range; step k: first did ``steps[k-1]`` at or after step k-1 and within
+    ``window_days`` of step 1.
 
     Step 1's people come from ReportFirstEvent (one index range). Each later step's first time is
     read from ReportFirstTimes by position: the step's arrays (a few hundred blocks of profile ids)
@@ -655,12 +661,14 @@ def funnel_sql(
             f"(CASE WHEN {member('control')} THEN 0 WHEN {member('received')} THEN 1"
             f" WHEN {member('targeted')} THEN 2 ELSE 3 END)"
         )
+    day = "(s1.first_at AT TIME ZONE 'UTC')::date"
     people = (
         f"SELECT s1.profile_id, {group} AS grp, {FIRST_US_SQL.format('s1.first_at')} AS t1{lookups}"
+        f"{f', {day} AS day' if with_day else ''}"
         f" FROM campaigns_reportfirstevent s1 {join}"
         # By UTC day (the range is whole UTC days), as rpt_first_event_day_idx holds them: each day's
         # people come in profile id order.
-        f" WHERE s1.workspace_id = %s AND s1.name = %s AND (s1.first_at AT TIME ZONE 'UTC')::date BETWEEN %s AND %s"
+        f" WHERE s1.workspace_id = %s AND s1.name = %s AND {day} BETWEEN %s AND %s"
         f" {platform} {members_filter('s1.profile_id', filters.members)} OFFSET 0"
     )
     params += [filters.workspace.pk, steps[0], filters.start, filters.end, *platform_params]
@@ -673,18 +681,14 @@ def funnel_sql(
         before = "t1" if index == 2 else f"x{index - 1}"
         reached += f"{' AND ' if reached else ''}x{index} >= {before} AND x{index} <= t1 + {window}"
         gaps += f", CASE WHEN {reached} THEN x{index} - {before} END AS g{index}"
-    return f"SELECT profile_id, grp{gaps} FROM ({people}) AS p", params
+    return f"SELECT profile_id, grp{gaps}{', day' if with_day else ''} FROM ({people}) AS p", params
 
 
-def funnel_report(
-    *, filters: Filters, steps: Sequence[str], window_days: int = 30, split: str = "none", campaign: Campaign | None
-) -> FunnelReport:
-    steps = list(steps)[:MAX_STEPS]
-    if not steps:
-        raise ValueError("a funnel needs at least one step")
-    groups_at = None
-    if split == "campaign" and campaign is not None:
-        groups_at = campaign_groups(campaign_id=campaign.pk, workspace_id=campaign.workspace_id)
+def _funnel_live(
+    *, filters: Filters, steps: Sequence[str], window_days: int, split: str, campaign: Campaign | None
+) -> list[tuple[Any, ...]]:
+    """The funnel computed from the people entering it now: per group and in total, ``grp,
+    is_total, entered`` then per later step ``reached, the two middle gaps, the sum of the gaps``."""
     people, params = funnel_sql(filters=filters, steps=steps, window_days=window_days, split=split, campaign=campaign)
     # The median from percentile_disc over the microseconds (bigint: cheaper to sort than double
     # precision, and exact); the mean from a sum in double precision (a bigint sum is numeric,
@@ -698,15 +702,40 @@ def funnel_report(
         ]
     # OFFSET 0: each person's gaps are computed once, not again in every aggregate that uses them.
     source = f"({people} OFFSET 0) AS f"
+    if split == "none":
+        return _fetch(f"SELECT 'All', 1, {', '.join(columns)} FROM {source}", params)
+    return _fetch(
+        f"SELECT grp, GROUPING(grp) AS is_total, {', '.join(columns)} FROM {source} GROUP BY GROUPING SETS ((grp), ())",
+        params,
+    )
+
+
+def funnel_report(
+    *, filters: Filters, steps: Sequence[str], window_days: int = 30, split: str = "none", campaign: Campaign | None
+) -> FunnelReport:
+    steps = list(steps)[:MAX_STEPS]
+    if not steps:
+        raise ValueError("a funnel needs at least one step")
+    groups_at = None
+    if split == "campaign" and campaign is not None:
+        groups_at = campaign_groups(campaign_id=campaign.pk, workspace_id=campaign.workspace_id)
+    else:
+        split, campaign = ("none" if split == "campaign" else split), None
+    as_of = None
     with reading(filters):
-        if split == "none":
-            rows = _fetch(f"SELECT 'All', 1, {', '.join(columns)} FROM {source}", params)
-        else:
-            rows = _fetch(
-                f"SELECT grp, GROUPING(grp) AS is_total, {', '.join(columns)} FROM {source}"
-                f" GROUP BY GROUPING SETS ((grp), ())",
-                params,
+        if filters.segment is None:
+            # From the funnel's results per day (campaigns.reports.funnels), computing the days due.
+            stored = funnel_rows(
+                filters=filters,
+                steps=steps,
+                window_days=window_days,
+                split=split,
+                campaign=campaign,
+                groups_at=groups_at,
             )
+            rows, as_of = stored.rows, stored.as_of
+        else:
+            rows = _funnel_live(filters=filters, steps=steps, window_days=window_days, split=split, campaign=campaign)
     groups: list[FunnelGroup] = []
     total = FunnelGroup(
         key="All", counts=[0] * len(steps), median_seconds=[None] * len(steps), mean_seconds=[None] * len(steps)
@@ -721,7 +750,7 @@ def funnel_report(
             counts.append(int(count))
             medians.append((middle[0] + middle[-1]) / 2 / 1e6 if count else None)
             means.append(total_us / count / 1e6 if count else None)
-        if split == "campaign" and campaign is not None and not is_total:
+        if split == "campaign" and not is_total:
             key = CAMPAIGN_FUNNEL_GROUPS[key]
         item = FunnelGroup(
             key=key if not is_total else "All", counts=counts, median_seconds=medians, mean_seconds=means
@@ -740,6 +769,7 @@ def funnel_report(
         groups=groups[:MAX_GROUPS] if split != "none" else [],
         more_groups=more if split != "none" else 0,
         campaign_groups_at=groups_at,
+        as_of=as_of,
     )
 
 

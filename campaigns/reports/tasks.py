@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from .funnels import funnels_refresh
 from .members import segment_refresh, segments_due_for_refresh
 from .rollups import reports_refresh, reports_rollup
 
@@ -38,3 +39,10 @@ def reports_segments_refresh_task() -> dict[str, object]:
     than REPORTS_SEGMENT_REFRESH_EVERY."""
     done = {segment_id: segment_refresh(segment_id=segment_id) for segment_id in segments_due_for_refresh()}
     return {"segments": done}
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def reports_funnels_refresh_task() -> dict[str, int]:
+    """Every REPORTS_FUNNEL_REFRESH_EVERY seconds: the days that may still change of the funnels
+    looked at lately, so their pages read instead of computing."""
+    return funnels_refresh()

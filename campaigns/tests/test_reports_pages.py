@@ -18,14 +18,21 @@ from django.test import Client
 from django.urls import reverse
 
 from campaigns.reports.members import segment_members, segment_refresh, segment_source, segments_due_for_refresh
-from campaigns.reports.models import ReportSegmentDay, ReportSegmentMembers, ReportSend
+from campaigns.reports.models import (
+    ReportFunnel,
+    ReportFunnelDay,
+    ReportFunnelGroupDay,
+    ReportSegmentDay,
+    ReportSegmentMembers,
+    ReportSend,
+)
 from campaigns.reports.rollups import members_filter, reports_refresh, reports_rollup
-from campaigns.reports.tasks import reports_segments_refresh_task
+from campaigns.reports.tasks import reports_funnels_refresh_task, reports_segments_refresh_task
 from profiles.models import Profile, Workspace
 from profiles.tests.factories import WorkspaceFactory
 from segments.models import Segment
 
-from .reports_data import NOW, build_scenario
+from .reports_data import NOW, at, build_scenario, event, person
 
 
 @pytest.fixture
@@ -379,6 +386,69 @@ def test_funnel_times_per_group_and_in_total(reader: Client, workspace: Workspac
     # Frank (control group): created 7 d 1 h after opening, ordered 12 d later.
     assert [control["Median time to step 2"], control["Median time to step 3"]] == [608400, 12 * 86400]
     assert by(rows(response, "funnel"), "Event")["Account Created"]["Median time from previous step"] == 86400
+
+
+def funnel_counts(response: Any) -> list[int]:
+    funnel = by(rows(response, "funnel"), "Event")
+    return [funnel[e]["People"] for e in STEPS.split("\n")]
+
+
+def test_a_funnel_is_kept_per_day_and_kept_current_by_beat(
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+) -> None:
+    first = reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))
+    assert funnel_counts(first) == [7, 5, 3]
+    assert any("Counted as of 12:00:00 UTC" in notice for notice in first.context["page"].notices)
+    # Heidi opens the app and signs up today; the rollup reads it.
+    heidi = person(workspace, first_seen=at(4, 9), source="google")
+    event(heidi, "Application Opened", at(4, 9))
+    event(heidi, "Account Created", at(4, 10))
+    reports_rollup()
+    # The page reads what was counted a moment ago...
+    assert funnel_counts(reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))) == [7, 5, 3]
+    # ...until beat counts again the days that may still change: those whose people's 30-day windows
+    # are open (2 February to today; 1 February's closed on 4 March at 00:00).
+    assert reports_funnels_refresh_task() == {"funnels": 1, "days": 31, "forgotten": 0}
+    assert funnel_counts(reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))) == [8, 6, 3]
+    # The split is its own funnel: counted by its first page, with the same people.
+    by_source = by(
+        rows(reader.get(url("funnel", workspace, steps=STEPS, split="source", **FEB_MAR)), "split"),
+        "Acquisition source",
+    )
+    assert [by_source["google"][f"{i}. {s}"] for i, s in enumerate(STEPS.split("\n"), 1)] == [4, 3, 1]
+
+
+def test_a_funnel_page_counts_again_the_days_beat_left_stale(
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+) -> None:
+    assert funnel_counts(reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))) == [7, 5, 3]
+    heidi = person(workspace, first_seen=at(4, 9))
+    event(heidi, "Application Opened", at(4, 9))
+    reports_rollup()
+    # No beat: after REPORTS_FUNNEL_FRESH_SECONDS (five minutes) the page counts them itself.
+    with time_machine.travel(NOW + timedelta(minutes=6), tick=False):
+        response = reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))
+    assert funnel_counts(response) == [8, 5, 3]
+    assert any("Counted as of 12:06:00 UTC" in notice for notice in response.context["page"].notices)
+
+
+def test_a_funnel_whose_windows_have_closed_is_final_and_forgotten_when_nobody_looks(
+    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+) -> None:
+    # Alice, bob and carol entered on 4 and 5 February; with a 7-day window every day of the range
+    # closed long before today.
+    query = {"steps": STEPS, "window": 7, "start": "2030-02-01", "end": "2030-02-10"}
+    response = reader.get(url("funnel", workspace, **query))
+    # Carol created her account 14 days after opening, alice ordered 7 days 2 hours after: too late.
+    assert funnel_counts(response) == [3, 2, 0]
+    assert not any("Counted as of" in notice for notice in response.context["page"].notices)
+    assert reports_funnels_refresh_task() == {"funnels": 1, "days": 0, "forgotten": 0}
+    assert ReportFunnelDay.objects.count() == 10
+    with time_machine.travel(NOW + timedelta(days=8), tick=False):
+        assert reports_funnels_refresh_task() == {"funnels": 0, "days": 0, "forgotten": 1}
+    assert not ReportFunnel.objects.exists()
+    assert not ReportFunnelDay.objects.exists()
+    assert not ReportFunnelGroupDay.objects.exists()
 
 
 # --- channels and sources --------------------------------------------------------------------------

@@ -38,3 +38,17 @@ CELERY_BEAT_SCHEDULE["reports-segments"] = {
     "task": "campaigns.reports.tasks.reports_segments_refresh_task",
     "schedule": 300.0,
 }
+
+# Funnels (campaigns/reports/funnels.py): their results per entry day, recomputed by beat every
+# REPORTS_FUNNEL_REFRESH_EVERY seconds for the funnels a page showed in the last
+# REPORTS_FUNNEL_VIEWED_SECONDS (the days that may still change); a page recomputes itself the days
+# older than REPORTS_FUNNEL_FRESH_SECONDS. Funnels nobody looked at for REPORTS_FUNNEL_KEEP_SECONDS
+# are forgotten.
+REPORTS_FUNNEL_REFRESH_EVERY = env_int("REPORTS_FUNNEL_REFRESH_EVERY", 60, minimum=10)
+REPORTS_FUNNEL_FRESH_SECONDS = env_int("REPORTS_FUNNEL_FRESH_SECONDS", 300, minimum=0)
+REPORTS_FUNNEL_VIEWED_SECONDS = env_int("REPORTS_FUNNEL_VIEWED_SECONDS", 86400, minimum=60)
+REPORTS_FUNNEL_KEEP_SECONDS = env_int("REPORTS_FUNNEL_KEEP_SECONDS", 7 * 86400, minimum=3600)
+CELERY_BEAT_SCHEDULE["reports-funnels"] = {
+    "task": "campaigns.reports.tasks.reports_funnels_refresh_task",
+    "schedule": float(REPORTS_FUNNEL_REFRESH_EVERY),
+}

@@ -1,0 +1,395 @@
+"""Funnels read from per-day results, kept current by beat while someone looks at them.
+
+A funnel's steps, window and split are chosen on the page, so it cannot be aggregated ahead of time
+the way the other pages are; computed from the per-person first times (``selectors.funnel_sql``) it
+costs in proportion to the people entering it (300,000 in 30 days on the benchmark's workspace:
+0.4 to 0.8 s). So a funnel's result is kept **per entry day and group** (``ReportFunnelDay``: that a
+day was computed, and when; ``ReportFunnelGroupDay``: its numbers): people entering, people reaching
+each later step, the sum of their times from the previous step (these add up over days), and every
+one of those times, sorted (the medians of any range of days are then exact: PostgreSQL sorts only
+the people who reached a step, which it reads in order from a few arrays per day). A page reads a
+few hundred rows instead of looking up every person.
+
+**When a day's result is final.** The people entering on day d can reach later steps until the end
+of day d + ``window_days``; a day computed after that (and ``FINAL_MARGIN`` more, the rollup's lag)
+no longer changes. Late data (an event with an old timestamp, a merge) is not re-read into final
+days: ``reports_rebuild`` empties these tables with the other rollups.
+
+**Fresh.** Beat (``funnels_refresh``, every ``REPORTS_FUNNEL_REFRESH_EVERY`` seconds) recomputes the
+days that are not final of every funnel looked at in the last ``REPORTS_FUNNEL_VIEWED_SECONDS``,
+from the first day of the range last shown to today. A page computes itself, before reading, the
+days of its range that are missing, not final and older than ``REPORTS_FUNNEL_FRESH_SECONDS``
+(beat is behind, or not running), or computed with other groups than the campaign's current ones
+(split by campaign: ``members.campaign_groups``, which beat re-evaluates ahead of the pages). The
+first page of a funnel therefore costs what the live computation costs; the next ones read.
+
+A funnel filtered by a segment is computed live (``selectors.funnel_report``): its members change
+every few minutes, and it reads only the members' share of the people.
+
+Concurrency: one computation of a funnel's days at a time (a transaction-level advisory lock on
+the funnel); the second request waits, then finds the days computed and only reads them.
+"""
+
+# The SQL below is assembled from module constants and column names; every value is a parameter.
+# ruff: noqa: S608
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from .models import ReportFunnel, ReportFunnelDay, ReportFunnelGroupDay
+
+if TYPE_CHECKING:
+    from campaigns.models import Campaign
+
+    from .selectors import Filters
+
+__all__ = ["MEDIAN_RANKS", "FunnelRows", "funnel_rows", "funnels_refresh", "is_final"]
+
+FUNNEL_LOCK = 7_310_604  # with the funnel's id: one computation of a funnel's days at a time
+FINAL_MARGIN = timedelta(hours=1)
+# percentile_disc(MEDIAN_RANKS) is the two middle values (one for an odd count): the row at
+# ceil(0.5 n) and the one at ceil((0.5 + 1e-10) n), which is the next row when n is even (for any n
+# under 10^10). Their mean is percentile_cont(0.5), from exact microseconds and one sort.
+MEDIAN_RANKS = "ARRAY[0.5, 0.5000000001]"
+
+
+@dataclass(frozen=True)
+class FunnelRows:
+    """A funnel's numbers in the shape of the live query's rows (``selectors.funnel_report``): per
+    group and for the total, ``grp, is_total, entered`` then per later step ``reached, the two
+    middle gaps, the sum of the gaps``; and as of when the days that may still change were computed
+    (None when every day of the range is final)."""
+
+    rows: list[tuple[Any, ...]]
+    as_of: datetime | None
+    computed_days: int  # days this call computed (0: it only read)
+
+
+def _digest(*, steps: Sequence[str], window_days: int, split: str, campaign_id: int | None, platform: str) -> str:
+    canonical = json.dumps([list(steps), window_days, split, campaign_id, platform], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def is_final(day: date, window_days: int, computed_at: datetime) -> bool:
+    """Whether a day's result computed at ``computed_at`` can no longer change: every window of the
+    people entering that day had closed (plus the rollup's lag)."""
+    return computed_at >= _day_start(day + timedelta(days=1 + window_days)) + FINAL_MARGIN
+
+
+def _funnel_id(
+    *, filters: Filters, steps: Sequence[str], window_days: int, split: str, campaign_id: int | None, now: datetime
+) -> int:
+    """The funnel's row, created at its first view; notes the view (at most once a minute) and the
+    range, which beat keeps current."""
+    digest = _digest(
+        steps=steps, window_days=window_days, split=split, campaign_id=campaign_id, platform=filters.platform
+    )
+    workspace_id = filters.workspace.pk
+    found = (
+        ReportFunnel.objects.filter(workspace_id=workspace_id, digest=digest)
+        .values_list("pk", "viewed_at", "viewed_start", "viewed_end")
+        .first()
+    )
+    if found is None:
+        row, _ = ReportFunnel.objects.get_or_create(
+            workspace_id=workspace_id,
+            digest=digest,
+            defaults={
+                "steps": list(steps),
+                "window_days": window_days,
+                "split": split,
+                "campaign_id": campaign_id,
+                "platform": filters.platform,
+                "viewed_at": now,
+                "viewed_start": filters.start,
+                "viewed_end": filters.end,
+            },
+        )
+        return int(row.pk)
+    funnel_id, viewed_at, viewed_start, viewed_end = found
+    if (viewed_start, viewed_end) != (filters.start, filters.end) or (now - viewed_at).total_seconds() > 60:
+        ReportFunnel.objects.filter(pk=funnel_id).update(
+            viewed_at=now, viewed_start=filters.start, viewed_end=filters.end
+        )
+    return int(funnel_id)
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def _due_days(
+    *,
+    funnel_id: int,
+    start: date,
+    end: date,
+    window_days: int,
+    groups_at: datetime | None,
+    now: datetime,
+    max_age: float,
+) -> list[date]:
+    """The days of the range to compute before reading: missing, computed with other campaign
+    groups, or not final and computed more than ``max_age`` seconds ago (0: not final)."""
+    done = {
+        day: (computed_at, day_groups_at)
+        for day, computed_at, day_groups_at in ReportFunnelDay.objects.filter(
+            funnel_id=funnel_id, day__range=(start, end)
+        ).values_list("day", "computed_at", "groups_at")
+    }
+
+    def due(day: date) -> bool:
+        if day not in done:
+            return True
+        computed_at, day_groups_at = done[day]
+        if day_groups_at != groups_at:
+            return True
+        if is_final(day, window_days, computed_at):
+            return False
+        return max_age == 0 or (now - computed_at).total_seconds() > max_age
+
+    return [day for day in _days(start, end) if due(day)]
+
+
+def _compute(
+    *,
+    funnel_id: int,
+    filters: Filters,
+    steps: Sequence[str],
+    window_days: int,
+    split: str,
+    campaign: Campaign | None,
+    groups_at: datetime | None,
+    start: date,
+    end: date,
+) -> None:
+    """Compute the funnel's results for the people entering from ``start`` to ``end`` and replace
+    those days' rows, in the caller's transaction."""
+    from .selectors import funnel_sql
+
+    computed_at = timezone.now()  # before reading: the result holds everything committed by then
+    people, params = funnel_sql(
+        filters=replace(filters, start=start, end=end),
+        steps=steps,
+        window_days=window_days,
+        split=split,
+        campaign=campaign,
+        with_day=True,
+    )
+    later = range(2, len(steps) + 1)
+    reached = "ARRAY[" + ", ".join(f"count(g{k})" for k in later) + "]::int[]"
+    sums = "ARRAY[" + ", ".join(f"coalesce(sum(g{k}::float8), 0)" for k in later) + "]::float8[]"
+    gaps = " || ".join(
+        f"coalesce(array_agg(g{k} ORDER BY g{k}) FILTER (WHERE g{k} IS NOT NULL), '{{}}')" for k in later
+    )
+    gaps = gaps or "'{}'::bigint[]"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM campaigns_reportfunnelgroupday WHERE funnel_id = %s AND day BETWEEN %s AND %s",
+            [funnel_id, start, end],
+        )
+        cursor.execute(
+            "INSERT INTO campaigns_reportfunnelgroupday (funnel_id, day, grp, entered, reached, total_us, gaps)"
+            f" SELECT %s, day, grp::text, count(*), {reached}, {sums}, {gaps}"
+            f" FROM ({people}) AS f GROUP BY day, grp",
+            [funnel_id, *params],
+        )
+        cursor.execute(
+            "INSERT INTO campaigns_reportfunnelday (funnel_id, day, computed_at, groups_at)"
+            " SELECT %s, d::date, %s, %s FROM generate_series(%s::date, %s::date, interval '1 day') AS d"
+            " ON CONFLICT (funnel_id, day) DO UPDATE SET computed_at = EXCLUDED.computed_at,"
+            " groups_at = EXCLUDED.groups_at",
+            [funnel_id, computed_at, groups_at, start, end],
+        )
+
+
+def _read(*, funnel_id: int, steps: Sequence[str], split: str, start: date, end: date) -> list[tuple[Any, ...]]:
+    """The range's numbers per group and in total, from the stored days: counts and sums added up,
+    medians from the days' sorted gaps together."""
+    later = range(1, len(steps))  # index into reached/total_us: step j + 1
+    totals = "".join(f", coalesce(sum(reached[{j}]), 0) AS c{j}, sum(total_us[{j}]) AS s{j}" for j in later)
+    # Step j + 1's gaps follow the earlier steps' in each row's array.
+    slices = ", ".join(f"({j}, {' + '.join(f'reached[{i}]' for i in range(1, j)) or '0'}, reached[{j}])" for j in later)
+    medians = ""
+    joins = ""
+    columns = ""
+    for j in later:
+        joins += (
+            f" LEFT JOIN m AS m{j} ON m{j}.step = {j} AND m{j}.is_total = t.is_total"
+            f" AND m{j}.grp IS NOT DISTINCT FROM t.grp"
+        )
+        columns += f", t.c{j}, m{j}.middle, t.s{j}"
+    if slices:
+        medians = (
+            f", m AS (SELECT grp, GROUPING(grp) AS is_total, step,"
+            f" percentile_disc({MEDIAN_RANKS}) WITHIN GROUP (ORDER BY g) AS middle"
+            f" FROM d, LATERAL (VALUES {slices}) AS s(step, skip, n),"
+            f" LATERAL unnest(d.gaps[s.skip + 1 : s.skip + s.n]) AS g"
+            f" GROUP BY GROUPING SETS ((grp, step), (step)))"
+        )
+    key = "t.grp::int" if split == "campaign" else "t.grp"
+    sql = (
+        "WITH d AS MATERIALIZED (SELECT grp, entered, reached, total_us, gaps FROM campaigns_reportfunnelgroupday"
+        " WHERE funnel_id = %s AND day BETWEEN %s AND %s),"
+        f" t AS (SELECT grp, GROUPING(grp) AS is_total, coalesce(sum(entered), 0) AS entered{totals}"
+        f" FROM d GROUP BY GROUPING SETS ((grp), ()))"
+        f"{medians}"
+        f" SELECT {key}, t.is_total, t.entered{columns} FROM t{joins}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [funnel_id, start, end])
+        return cursor.fetchall()
+
+
+def _ensure(
+    *,
+    funnel_id: int,
+    filters: Filters,
+    steps: Sequence[str],
+    window_days: int,
+    split: str,
+    campaign: Campaign | None,
+    groups_at: datetime | None,
+    max_age: float,
+    now: datetime,
+) -> int:
+    """Compute the days of the filters' range that are due; return how many were."""
+    def due_days(now: datetime) -> list[date]:
+        return _due_days(
+            funnel_id=funnel_id,
+            start=filters.start,
+            end=filters.end,
+            window_days=window_days,
+            groups_at=groups_at,
+            now=now,
+            max_age=max_age,
+        )
+
+    if not due_days(now):
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [FUNNEL_LOCK, funnel_id % 2**31])
+    # Another request may have computed them while this one waited for the lock.
+    due = due_days(timezone.now())
+    if due:
+        _compute(
+            funnel_id=funnel_id,
+            filters=filters,
+            steps=steps,
+            window_days=window_days,
+            split=split,
+            campaign=campaign,
+            groups_at=groups_at,
+            start=min(due),
+            end=max(due),
+        )
+    return len(due)
+
+
+def funnel_rows(
+    *,
+    filters: Filters,
+    steps: Sequence[str],
+    window_days: int,
+    split: str,
+    campaign: Campaign | None,
+    groups_at: datetime | None,
+) -> FunnelRows:
+    """The funnel's rows for the filters' range (unfiltered by segment), computing first the days
+    that are due (see the module's docstring); in the caller's transaction (``selectors.reading``)."""
+    now = timezone.now()
+    funnel_id = _funnel_id(
+        filters=filters,
+        steps=steps,
+        window_days=window_days,
+        split=split,
+        campaign_id=campaign.pk if campaign is not None else None,
+        now=now,
+    )
+    computed = _ensure(
+        funnel_id=funnel_id,
+        filters=filters,
+        steps=steps,
+        window_days=window_days,
+        split=split,
+        campaign=campaign,
+        groups_at=groups_at,
+        max_age=settings.REPORTS_FUNNEL_FRESH_SECONDS,
+        now=now,
+    )
+    open_days = [
+        computed_at
+        for day, computed_at in ReportFunnelDay.objects.filter(
+            funnel_id=funnel_id, day__range=(filters.start, filters.end)
+        ).values_list("day", "computed_at")
+        if not is_final(day, window_days, computed_at)
+    ]
+    rows = _read(funnel_id=funnel_id, steps=steps, split=split, start=filters.start, end=filters.end)
+    return FunnelRows(rows=rows, as_of=min(open_days, default=None), computed_days=computed)
+
+
+def funnels_refresh(*, now: datetime | None = None) -> dict[str, int]:
+    """Beat: recompute the days that are not final of every funnel looked at lately (the range last
+    shown; to today when it ended on the day it was shown), re-evaluating a split campaign's groups
+    ahead of the pages; forget the funnels nobody looked at for ``REPORTS_FUNNEL_KEEP_SECONDS``."""
+    from campaigns.models import Campaign
+    from profiles.models import Workspace
+
+    from .members import campaign_groups
+    from .selectors import Filters, reading
+
+    now = now or timezone.now()
+    keep = now - timedelta(seconds=settings.REPORTS_FUNNEL_KEEP_SECONDS)
+    forgotten = list(ReportFunnel.objects.filter(viewed_at__lt=keep).values_list("pk", flat=True))
+    if forgotten:
+        ReportFunnelGroupDay.objects.filter(funnel_id__in=forgotten).delete()
+        ReportFunnelDay.objects.filter(funnel_id__in=forgotten).delete()
+        ReportFunnel.objects.filter(pk__in=forgotten).delete()
+    viewed = list(
+        ReportFunnel.objects.filter(
+            viewed_at__gte=now - timedelta(seconds=settings.REPORTS_FUNNEL_VIEWED_SECONDS)
+        ).order_by("pk")
+    )
+    workspaces = Workspace.objects.in_bulk({funnel.workspace_id for funnel in viewed})
+    campaigns = Campaign.objects.in_bulk({funnel.campaign_id for funnel in viewed if funnel.split == "campaign"})
+    days = 0
+    for funnel in viewed:
+        workspace = workspaces.get(funnel.workspace_id)
+        campaign = campaigns.get(funnel.campaign_id) if funnel.campaign_id is not None else None
+        if workspace is None or (funnel.split == "campaign" and campaign is None):
+            continue  # deleted since
+        groups_at = None
+        if campaign is not None:
+            # Younger than the pages ask for, so that they find the groups (and the days) current.
+            groups_at = campaign_groups(
+                campaign_id=campaign.pk,
+                workspace_id=funnel.workspace_id,
+                max_age=settings.REPORTS_SEGMENT_MEMBERS_SECONDS // 2,
+            )
+        end = now.date() if funnel.viewed_end >= funnel.viewed_at.date() else funnel.viewed_end
+        filters = Filters(workspace=workspace, start=funnel.viewed_start, end=end, platform=funnel.platform)
+        with reading(filters):
+            days += _ensure(
+                funnel_id=funnel.pk,
+                filters=filters,
+                steps=funnel.steps,
+                window_days=funnel.window_days,
+                split=funnel.split,
+                campaign=campaign,
+                groups_at=groups_at,
+                max_age=0,
+                now=now,
+            )
+    return {"funnels": len(viewed), "days": days, "forgotten": len(forgotten)}
