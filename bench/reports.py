@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -572,7 +573,9 @@ def page_cases(workspace_slug: str, onboarding_id: int, blast_id: int, segment_i
     return cases
 
 
-def time_pages(*, repeat: int, only: str = "") -> list[list[str]]:
+def time_pages(*, repeat: int, only: str = "") -> tuple[list[list[str]], list[list[str]]]:
+    """(The pages' times; the seconds the worker took to compute the days of each funnel after its
+    first page, and how many days.)"""
     from django.contrib.auth.models import User
     from django.db import connection
     from django.test import Client
@@ -594,18 +597,23 @@ def time_pages(*, repeat: int, only: str = "") -> list[list[str]]:
     blast = Campaign.objects.get(workspace__slug=BENCH_SLUG, name="Newsletter 10")
     segment = Segment.objects.filter(workspace__slug=BENCH_SLUG, name="From Google").first()
     rows = []
+    funnel_computes: list[list[str]] = []
     for case in page_cases(BENCH_SLUG, onboarding.pk, blast.pk, segment.pk if segment else None):
         if only and only not in case.label:
             continue
         url = case.path + ("?" + urlencode(case.query) if case.query else "")
         timings = []
-        for _ in range(repeat + 1):  # the first is the warm-up (and a funnel's first page)
+        for attempt in range(repeat + 1):  # the first is the warm-up (and a funnel's first page)
             started = time.perf_counter()
             response = client.get(url)
             timings.append((time.perf_counter() - started) * 1000)
             if response.status_code != 200:
                 raise BenchError(f"{case.label}: HTTP {response.status_code} for {url}")
             connection.close()  # each request on a fresh connection, as a worker's would be
+            if attempt == 0:
+                computed = compute_funnels()  # what the worker does after a funnel's first page
+                if computed is not None:
+                    funnel_computes.append([case.label, f"{computed[0]:.2f}", fmt_int(computed[1])])
         first, timings = timings[0], timings[1:]
         median = statistics.median(timings)
         target = "ok" if median < TARGET_MS else "SLOW"
@@ -620,7 +628,23 @@ def time_pages(*, repeat: int, only: str = "") -> list[list[str]]:
             ]
         )
         log(f"  {case.label}: {median:.0f} ms")
-    return rows
+    return rows, funnel_computes
+
+
+def compute_funnels() -> tuple[float, int] | None:
+    """Run the task a funnel's first page enqueues (``reports_funnel_compute_task``), as the worker
+    would, for the funnels whose days are due; (seconds, days), or None when none were."""
+    from campaigns.reports.funnels import funnel_compute
+    from campaigns.reports.models import ReportFunnel
+
+    started = time.perf_counter()
+    days = sum(
+        funnel_compute(funnel_id=funnel_id)
+        for funnel_id in ReportFunnel.objects.filter(workspace_id__in=_bench_workspace_ids()).values_list(
+            "pk", flat=True
+        )
+    )
+    return (time.perf_counter() - started, days) if days else None
 
 
 def _bench_workspace_ids() -> list[int]:
@@ -659,6 +683,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with backing_services(args.database_url) as services:
             check_loopback(services.database_url)
+            # Work the pages enqueue (a segment's aggregates, a funnel's days) goes to this Redis;
+            # no worker takes it: the benchmark runs those tasks itself, and times them.
+            os.environ.update(services.server_env())
             if "bench" not in args.database_name:
                 raise BenchError("the database name must contain 'bench'")
             url = with_database(services.database_url, args.database_name)
@@ -677,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     build_rollups(url, report)
             rollup_seconds, refresh_seconds, new_events = steady_state(url, seed=args.seed, events=1000)
             segment_seconds, segment_size = segment_aggregates()
-            rows = time_pages(repeat=args.repeat, only=args.only)
+            rows, funnel_computes = time_pages(repeat=args.repeat, only=args.only)
             funnel_refresh = time_funnel_refresh() if any("funnel" in row[0] for row in rows) else None
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -713,6 +740,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows,
         headers=["page", "median ms", "max ms", "first ms", "KiB", "target"],
     )
+    if funnel_computes:
+        print_table(
+            "The task a funnel's first page enqueues: its days computed and stored (as the worker would, right after)",
+            funnel_computes,
+            headers=["page", "seconds", "days"],
+        )
     if funnel_refresh is not None:
         print_table(
             "Beat's funnel refresh after the pages (every day of the funnels they showed, as on a live workspace)",

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import ReportFunnel, ReportFunnelDay, ReportFunnelGroupDay
@@ -52,10 +53,15 @@ if TYPE_CHECKING:
 
     from .selectors import Filters
 
-__all__ = ["MEDIAN_RANKS", "FunnelRows", "funnel_rows", "funnels_refresh", "is_final"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["MEDIAN_RANKS", "FunnelRows", "funnel_compute", "funnel_rows", "funnels_refresh", "is_final"]
 
 FUNNEL_LOCK = 7_310_604  # with the funnel's id: one computation of a funnel's days at a time
 FINAL_MARGIN = timedelta(hours=1)
+# A page computes itself at most this many due days (a few percent of a month's funnel: today's,
+# when beat is behind); more are computed live for the page and stored by a task.
+SYNC_DAYS = 3
 # percentile_disc(MEDIAN_RANKS) is the two middle values (one for an odd count): the row at
 # ceil(0.5 n) and the one at ceil((0.5 + 1e-10) n), which is the next row when n is even (for any n
 # under 10^10). Their mean is percentile_cont(0.5), from exact microseconds and one sort.
@@ -266,6 +272,7 @@ def _ensure(
     now: datetime,
 ) -> int:
     """Compute the days of the filters' range that are due; return how many were."""
+
     def due_days(now: datetime) -> list[date]:
         return _due_days(
             funnel_id=funnel_id,
@@ -306,9 +313,11 @@ def funnel_rows(
     split: str,
     campaign: Campaign | None,
     groups_at: datetime | None,
-) -> FunnelRows:
-    """The funnel's rows for the filters' range (unfiltered by segment), computing first the days
-    that are due (see the module's docstring); in the caller's transaction (``selectors.reading``)."""
+) -> FunnelRows | None:
+    """The funnel's rows for the filters' range (unfiltered by segment) from its stored days, in
+    the caller's transaction (``selectors.reading``); computes first the days that are due when
+    they are at most ``SYNC_DAYS``. None when more are due (the funnel's first page, or beat is
+    behind): the caller computes the funnel live, and a task computes the days after the commit."""
     now = timezone.now()
     funnel_id = _funnel_id(
         filters=filters,
@@ -318,6 +327,19 @@ def funnel_rows(
         campaign_id=campaign.pk if campaign is not None else None,
         now=now,
     )
+    max_age = settings.REPORTS_FUNNEL_FRESH_SECONDS
+    due = _due_days(
+        funnel_id=funnel_id,
+        start=filters.start,
+        end=filters.end,
+        window_days=window_days,
+        groups_at=groups_at,
+        now=now,
+        max_age=max_age,
+    )
+    if len(due) > SYNC_DAYS:
+        transaction.on_commit(lambda: _enqueue_compute(funnel_id))
+        return None
     computed = _ensure(
         funnel_id=funnel_id,
         filters=filters,
@@ -326,7 +348,7 @@ def funnel_rows(
         split=split,
         campaign=campaign,
         groups_at=groups_at,
-        max_age=settings.REPORTS_FUNNEL_FRESH_SECONDS,
+        max_age=max_age,
         now=now,
     )
     open_days = [
@@ -340,16 +362,69 @@ def funnel_rows(
     return FunnelRows(rows=rows, as_of=min(open_days, default=None), computed_days=computed)
 
 
-def funnels_refresh(*, now: datetime | None = None) -> dict[str, int]:
-    """Beat: recompute the days that are not final of every funnel looked at lately (the range last
-    shown; to today when it ended on the day it was shown), re-evaluating a split campaign's groups
-    ahead of the pages; forget the funnels nobody looked at for ``REPORTS_FUNNEL_KEEP_SECONDS``."""
+def _enqueue_compute(funnel_id: int) -> None:
+    from .tasks import reports_funnel_compute_task  # the tasks module imports this one
+
+    try:
+        reports_funnel_compute_task.delay(funnel_id)
+    except Exception:
+        # The page was right (computed live); beat computes the days at its next run.
+        logger.exception("could not enqueue the days of report funnel %s", funnel_id)
+
+
+def _compute_funnel(*, funnel: ReportFunnel, end: date, max_age: float, groups_max_age: int, now: datetime) -> int:
+    """Compute the days of ``funnel`` from the first day last shown to ``end`` that are due; return
+    how many were (0 when its workspace or campaign is gone)."""
     from campaigns.models import Campaign
     from profiles.models import Workspace
 
     from .members import campaign_groups
     from .selectors import Filters, reading
 
+    workspace = Workspace.objects.filter(pk=funnel.workspace_id).first()
+    campaign = None
+    groups_at = None
+    if funnel.split == "campaign":
+        campaign = Campaign.objects.filter(id=funnel.campaign_id or 0, workspace_id=funnel.workspace_id).first()
+        if campaign is None:
+            return 0
+        groups_at = campaign_groups(campaign_id=campaign.pk, workspace_id=funnel.workspace_id, max_age=groups_max_age)
+    if workspace is None:
+        return 0
+    filters = Filters(workspace=workspace, start=funnel.viewed_start, end=end, platform=funnel.platform)
+    with reading(filters):
+        return _ensure(
+            funnel_id=funnel.pk,
+            filters=filters,
+            steps=funnel.steps,
+            window_days=funnel.window_days,
+            split=funnel.split,
+            campaign=campaign,
+            groups_at=groups_at,
+            max_age=max_age,
+            now=now,
+        )
+
+
+def funnel_compute(*, funnel_id: int) -> int:
+    """The task enqueued by a funnel's page that computed it live: the days of the range it showed
+    that are still due (none when another task or beat computed them meanwhile)."""
+    funnel = ReportFunnel.objects.filter(pk=funnel_id).first()
+    if funnel is None:
+        return 0
+    return _compute_funnel(
+        funnel=funnel,
+        end=funnel.viewed_end,
+        max_age=settings.REPORTS_FUNNEL_FRESH_SECONDS,
+        groups_max_age=settings.REPORTS_SEGMENT_MEMBERS_SECONDS,
+        now=timezone.now(),
+    )
+
+
+def funnels_refresh(*, now: datetime | None = None) -> dict[str, int]:
+    """Beat: recompute the days that are not final of every funnel looked at lately (the range last
+    shown; to today when it ended on the day it was shown), re-evaluating a split campaign's groups
+    ahead of the pages; forget the funnels nobody looked at for ``REPORTS_FUNNEL_KEEP_SECONDS``."""
     now = now or timezone.now()
     keep = now - timedelta(seconds=settings.REPORTS_FUNNEL_KEEP_SECONDS)
     forgotten = list(ReportFunnel.objects.filter(viewed_at__lt=keep).values_list("pk", flat=True))
@@ -362,34 +437,14 @@ def funnels_refresh(*, now: datetime | None = None) -> dict[str, int]:
             viewed_at__gte=now - timedelta(seconds=settings.REPORTS_FUNNEL_VIEWED_SECONDS)
         ).order_by("pk")
     )
-    workspaces = Workspace.objects.in_bulk({funnel.workspace_id for funnel in viewed})
-    campaigns = Campaign.objects.in_bulk({funnel.campaign_id for funnel in viewed if funnel.split == "campaign"})
     days = 0
     for funnel in viewed:
-        workspace = workspaces.get(funnel.workspace_id)
-        campaign = campaigns.get(funnel.campaign_id) if funnel.campaign_id is not None else None
-        if workspace is None or (funnel.split == "campaign" and campaign is None):
-            continue  # deleted since
-        groups_at = None
-        if campaign is not None:
+        days += _compute_funnel(
+            funnel=funnel,
+            end=now.date() if funnel.viewed_end >= funnel.viewed_at.date() else funnel.viewed_end,
+            max_age=0,
             # Younger than the pages ask for, so that they find the groups (and the days) current.
-            groups_at = campaign_groups(
-                campaign_id=campaign.pk,
-                workspace_id=funnel.workspace_id,
-                max_age=settings.REPORTS_SEGMENT_MEMBERS_SECONDS // 2,
-            )
-        end = now.date() if funnel.viewed_end >= funnel.viewed_at.date() else funnel.viewed_end
-        filters = Filters(workspace=workspace, start=funnel.viewed_start, end=end, platform=funnel.platform)
-        with reading(filters):
-            days += _ensure(
-                funnel_id=funnel.pk,
-                filters=filters,
-                steps=funnel.steps,
-                window_days=funnel.window_days,
-                split=funnel.split,
-                campaign=campaign,
-                groups_at=groups_at,
-                max_age=0,
-                now=now,
-            )
+            groups_max_age=settings.REPORTS_SEGMENT_MEMBERS_SECONDS // 2,
+            now=now,
+        )
     return {"funnels": len(viewed), "days": days, "forgotten": len(forgotten)}

@@ -723,8 +723,9 @@ def funnel_report(
         split, campaign = ("none" if split == "campaign" else split), None
     as_of = None
     with reading(filters):
+        # From the funnel's results per day (campaigns.reports.funnels) when they are there.
+        stored = None
         if filters.segment is None:
-            # From the funnel's results per day (campaigns.reports.funnels), computing the days due.
             stored = funnel_rows(
                 filters=filters,
                 steps=steps,
@@ -733,6 +734,7 @@ def funnel_report(
                 campaign=campaign,
                 groups_at=groups_at,
             )
+        if stored is not None:
             rows, as_of = stored.rows, stored.as_of
         else:
             rows = _funnel_live(filters=filters, steps=steps, window_days=window_days, split=split, campaign=campaign)

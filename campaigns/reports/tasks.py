@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .funnels import funnels_refresh
+from .funnels import funnel_compute, funnels_refresh
 from .members import segment_refresh, segments_due_for_refresh
 from .rollups import reports_refresh, reports_rollup
 
@@ -46,3 +46,9 @@ def reports_funnels_refresh_task() -> dict[str, int]:
     """Every REPORTS_FUNNEL_REFRESH_EVERY seconds: the days that may still change of the funnels
     looked at lately, so their pages read instead of computing."""
     return funnels_refresh()
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def reports_funnel_compute_task(funnel_id: int) -> dict[str, int]:
+    """A funnel's days, computed after a page computed the funnel live (its first page)."""
+    return {"funnel": funnel_id, "days": funnel_compute(funnel_id=funnel_id)}

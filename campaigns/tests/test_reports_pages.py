@@ -27,7 +27,11 @@ from campaigns.reports.models import (
     ReportSend,
 )
 from campaigns.reports.rollups import members_filter, reports_refresh, reports_rollup
-from campaigns.reports.tasks import reports_funnels_refresh_task, reports_segments_refresh_task
+from campaigns.reports.tasks import (
+    reports_funnel_compute_task,
+    reports_funnels_refresh_task,
+    reports_segments_refresh_task,
+)
 from profiles.models import Profile, Workspace
 from profiles.tests.factories import WorkspaceFactory
 from segments.models import Segment
@@ -393,12 +397,25 @@ def funnel_counts(response: Any) -> list[int]:
     return [funnel[e]["People"] for e in STEPS.split("\n")]
 
 
+def counted_as_of(response: Any) -> list[str]:
+    return [notice for notice in response.context["page"].notices if notice.startswith("Counted as of")]
+
+
 def test_a_funnel_is_kept_per_day_and_kept_current_by_beat(
-    reader: Client, workspace: Workspace, scenario: dict[str, Any]
+    reader: Client, workspace: Workspace, scenario: dict[str, Any], django_capture_on_commit_callbacks: Any
 ) -> None:
-    first = reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))
+    # The first page computes the funnel live, and enqueues the computation of its days.
+    with django_capture_on_commit_callbacks() as enqueued:
+        first = reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))
     assert funnel_counts(first) == [7, 5, 3]
-    assert any("Counted as of 12:00:00 UTC" in notice for notice in first.context["page"].notices)
+    assert counted_as_of(first) == []
+    assert len(enqueued) == 1
+    funnel = ReportFunnel.objects.get()
+    assert reports_funnel_compute_task(funnel.pk) == {"funnel": funnel.pk, "days": 32}
+    # The next pages read the days.
+    second = reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))
+    assert funnel_counts(second) == [7, 5, 3]
+    assert len(counted_as_of(second)) == 1 and "12:00:00 UTC" in counted_as_of(second)[0]
     # Heidi opens the app and signs up today; the rollup reads it.
     heidi = person(workspace, first_seen=at(4, 9), source="google")
     event(heidi, "Application Opened", at(4, 9))
@@ -410,7 +427,7 @@ def test_a_funnel_is_kept_per_day_and_kept_current_by_beat(
     # are open (2 February to today; 1 February's closed on 4 March at 00:00).
     assert reports_funnels_refresh_task() == {"funnels": 1, "days": 31, "forgotten": 0}
     assert funnel_counts(reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))) == [8, 6, 3]
-    # The split is its own funnel: counted by its first page, with the same people.
+    # The split is another funnel: its first page computes it live, with the same people.
     by_source = by(
         rows(reader.get(url("funnel", workspace, steps=STEPS, split="source", **FEB_MAR)), "split"),
         "Acquisition source",
@@ -418,18 +435,31 @@ def test_a_funnel_is_kept_per_day_and_kept_current_by_beat(
     assert [by_source["google"][f"{i}. {s}"] for i, s in enumerate(STEPS.split("\n"), 1)] == [4, 3, 1]
 
 
-def test_a_funnel_page_counts_again_the_days_beat_left_stale(
+def test_a_funnel_page_counts_the_days_beat_left_stale(
     reader: Client, workspace: Workspace, scenario: dict[str, Any]
 ) -> None:
-    assert funnel_counts(reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))) == [7, 5, 3]
+    # With a one-day window only yesterday's and today's people can still move on.
+    query = {"steps": STEPS, "window": 1, **FEB_MAR}
+    # Within a day of opening: alice and dan (30 min), bob (1 day exactly); nobody ordered.
+    assert funnel_counts(reader.get(url("funnel", workspace, **query))) == [7, 3, 0]
+    reports_funnel_compute_task(ReportFunnel.objects.get().pk)
     heidi = person(workspace, first_seen=at(4, 9))
     event(heidi, "Application Opened", at(4, 9))
     reports_rollup()
-    # No beat: after REPORTS_FUNNEL_FRESH_SECONDS (five minutes) the page counts them itself.
+    # No beat: after REPORTS_FUNNEL_FRESH_SECONDS (five minutes) the page counts those two days again.
+    with time_machine.travel(NOW + timedelta(minutes=6), tick=False):
+        response = reader.get(url("funnel", workspace, **query))
+    assert funnel_counts(response) == [8, 3, 0]
+    assert len(counted_as_of(response)) == 1 and "12:06:00 UTC" in counted_as_of(response)[0]
+    # Many stale days (the 30-day funnel's): the page computes the funnel live instead.
+    reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))
+    reports_funnel_compute_task(ReportFunnel.objects.get(window_days=30).pk)
+    event(person(workspace, first_seen=at(4, 10)), "Application Opened", at(4, 10))
+    reports_rollup()
     with time_machine.travel(NOW + timedelta(minutes=6), tick=False):
         response = reader.get(url("funnel", workspace, steps=STEPS, **FEB_MAR))
-    assert funnel_counts(response) == [8, 5, 3]
-    assert any("Counted as of 12:06:00 UTC" in notice for notice in response.context["page"].notices)
+    assert funnel_counts(response) == [9, 5, 3]
+    assert counted_as_of(response) == []
 
 
 def test_a_funnel_whose_windows_have_closed_is_final_and_forgotten_when_nobody_looks(
@@ -438,10 +468,12 @@ def test_a_funnel_whose_windows_have_closed_is_final_and_forgotten_when_nobody_l
     # Alice, bob and carol entered on 4 and 5 February; with a 7-day window every day of the range
     # closed long before today.
     query = {"steps": STEPS, "window": 7, "start": "2030-02-01", "end": "2030-02-10"}
-    response = reader.get(url("funnel", workspace, **query))
     # Carol created her account 14 days after opening, alice ordered 7 days 2 hours after: too late.
+    assert funnel_counts(reader.get(url("funnel", workspace, **query))) == [3, 2, 0]
+    assert reports_funnel_compute_task(ReportFunnel.objects.get().pk)["days"] == 10
+    response = reader.get(url("funnel", workspace, **query))
     assert funnel_counts(response) == [3, 2, 0]
-    assert not any("Counted as of" in notice for notice in response.context["page"].notices)
+    assert counted_as_of(response) == []  # every day is final
     assert reports_funnels_refresh_task() == {"funnels": 1, "days": 0, "forgotten": 0}
     assert ReportFunnelDay.objects.count() == 10
     with time_machine.travel(NOW + timedelta(days=8), tick=False):
