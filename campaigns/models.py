@@ -187,9 +187,12 @@ class Delivery(models.Model):
     """
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
+    # No single-column indexes on campaign and profile: the unique key and delivery_campaign_status_idx
+    # lead with campaign_id, delivery_profile_campaign_idx with profile_id, and serve every lookup
+    # (cascades included). Each row version is written to every index: the sender writes three.
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     step_key = models.CharField(max_length=32, default="main")
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="deliveries")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     occurrence = models.CharField(max_length=255)
     variant = models.ForeignKey(Variant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.SCHEDULED)
