@@ -33,7 +33,7 @@ from profiles.spec import PURCHASE_EVENTS
 from segments.models import Segment, SegmentSizeSnapshot
 
 from ..models import Campaign, Variant
-from .funnels import MEDIAN_RANKS, funnel_rows
+from .funnels import funnel_rows
 from .members import SegmentSource, campaign_groups, segment_source
 from .models import FIRST_TIMES_BLOCK
 from .rollups import (
@@ -602,6 +602,10 @@ MAX_GROUPS = 10
 
 # A funnel split by campaign: each person's group, by the number funnel_sql gives it.
 CAMPAIGN_FUNNEL_GROUPS = ("control group", "received", "targeted, not sent", "not in the campaign")
+# percentile_disc(MEDIAN_RANKS) is the two middle values (one for an odd count): the row at
+# ceil(0.5 n) and the one at ceil((0.5 + 1e-10) n), which is the next row when n is even (for any n
+# under 10^10). Their mean is percentile_cont(0.5), from exact microseconds and one sort.
+MEDIAN_RANKS = "ARRAY[0.5, 0.5000000001]"
 
 
 def funnel_sql(
