@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["FunnelRows", "funnel_compute", "funnel_rows", "funnels_refresh", "is_final", "kth_smallest"]
 
 FUNNEL_LOCK = 7_310_604  # with the funnel's id: one computation of a funnel's days at a time
+FUNNELS_REFRESH_LOCK = 7_310_605  # one refresh at a time
 FINAL_MARGIN = timedelta(hours=1)
 # A page computes itself at most this many due days (a few percent of a month's funnel: today's,
 # when beat is behind); more are computed live for the page and stored by a task.
@@ -451,7 +452,15 @@ def funnels_refresh(*, now: datetime | None = None) -> dict[str, int]:
     """Beat: recompute the days that are not final of every funnel looked at lately (the range last
     shown; to today when it ended on the day it was shown), re-evaluating a split campaign's groups
     ahead of the pages; forget the funnels nobody looked at for ``REPORTS_FUNNEL_KEEP_SECONDS``."""
-    now = now or timezone.now()
+    from .rollups import advisory_lock
+
+    with advisory_lock(FUNNELS_REFRESH_LOCK) as acquired:
+        if not acquired:
+            return {"funnels": 0, "days": 0, "forgotten": 0}  # a refresh still running does it
+        return _funnels_refresh(now=now or timezone.now())
+
+
+def _funnels_refresh(*, now: datetime) -> dict[str, int]:
     keep = now - timedelta(seconds=settings.REPORTS_FUNNEL_KEEP_SECONDS)
     forgotten = list(ReportFunnel.objects.filter(viewed_at__lt=keep).values_list("pk", flat=True))
     if forgotten:

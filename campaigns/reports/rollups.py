@@ -140,7 +140,7 @@ def _transaction() -> Iterator[None]:
 
 
 @contextmanager
-def _advisory_lock(key: int) -> Iterator[bool]:
+def advisory_lock(key: int) -> Iterator[bool]:
     """Hold a session-level advisory lock for the block; yield whether it was acquired."""
     (acquired,) = _fetch("SELECT pg_try_advisory_lock(%s)", [key])[0]
     try:
@@ -685,7 +685,7 @@ def reports_rollup(*, seconds: float | None = None) -> RollupResult:
     read; ``ran`` is False when another rollup held the lock, ``caught_up`` False when the time
     budget ran out first (the next run continues)."""
     budget = settings.REPORTS_ROLLUP_SECONDS if seconds is None else seconds
-    with _advisory_lock(ROLLUP_LOCK) as acquired:
+    with advisory_lock(ROLLUP_LOCK) as acquired:
         if not acquired:
             return RollupResult(ran=False, caught_up=False)
         return _rollup_locked(deadline=time.monotonic() + budget)
@@ -1045,7 +1045,7 @@ def reports_refresh(*, now: datetime | None = None, campaigns: bool = True) -> R
     now = now or timezone.now()
     today = _day(now)
     result = RefreshResult()
-    with _advisory_lock(REFRESH_LOCK) as acquired:
+    with advisory_lock(REFRESH_LOCK) as acquired:
         if not acquired:
             return RefreshResult(ran=False)
         with _transaction():
@@ -1097,7 +1097,7 @@ REPORT_TABLES = (
 def reports_rebuild(*, now: datetime | None = None) -> RollupResult:
     """Empty every report table and read all the feeds again from the start, then refresh.
     Holds both locks throughout; the pages show empty reports until it is done."""
-    with _advisory_lock(ROLLUP_LOCK) as acquired:
+    with advisory_lock(ROLLUP_LOCK) as acquired:
         if not acquired:
             raise RuntimeError("a reports rollup is running; try again when it is done")
         _execute(f"TRUNCATE {', '.join(REPORT_TABLES)}")
