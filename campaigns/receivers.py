@@ -1,13 +1,13 @@
 """What campaigns do when other apps announce something (connected in ``CampaignsConfig.ready``).
 
-- ``events_stored``: enqueue trigger matching for the new events, after commit, off the request
-  path (the intake sends the signal once its transaction has committed). Big batches are split.
-  Only events some campaign may react to are enqueued (by name, one primary-key query; all of
-  them when a segment-entry trigger looks at every event): a workspace with no campaign that
-  reacts to events, or a batch of page views no trigger names, enqueues nothing. The rules come
-  from the same few-seconds cache as the task's.
-  When the broker is down the ids are kept in the trigger backlog (``services.trigger_backlog``)
-  and enqueued by the beat's drain once it is back.
+- ``events_stored``: trigger matching for the new events. In the intake's transaction the ids are
+  written to the trigger outbox (``services.trigger_backlog``), so they commit with the events;
+  after the commit the matching is enqueued, off the request path, and the task deletes the row
+  when done. A process that dies in between, or a broker that is down, leaves the row to the
+  beat's drain. Big batches are split. Only events some campaign may react to are kept (by name,
+  one primary-key query; all of them when a segment-entry trigger looks at every event): a
+  workspace with no campaign that reacts to events, or a batch of page views no trigger names,
+  writes and enqueues nothing. The rules come from the same few-seconds cache as the task's.
 - ``profile_merged``: a merged person's deliveries and segment-entry state move to the surviving
   profile, inside the merge transaction, before the merged row is deleted; a send both profiles
   have is kept once (``services.merges``).
@@ -28,7 +28,13 @@ from profiles.signals import events_stored, profile_merged
 
 from .models import Campaign, ChannelMessage, Variant
 from .services.merges import campaigns_profile_merged
-from .services.trigger_backlog import broker_known_down, broker_mark, trigger_backlog_record
+from .services.trigger_backlog import (
+    broker_known_down,
+    broker_mark,
+    trigger_backlog_record,
+    trigger_outbox_record,
+    trigger_outbox_release,
+)
 from .services.triggers import events_that_may_matter, rules_cache_clear, workspace_rules
 from .tasks_triggers import campaign_triggers_task
 
@@ -51,18 +57,19 @@ def enqueue_trigger_matching(sender: Any, workspace_id: int, event_ids: list[int
         return
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        transaction.on_commit(lambda chunk=chunk: _enqueue(workspace_id, chunk))  # type: ignore[misc]
+        outbox_id = trigger_outbox_record(workspace_id=workspace_id, event_ids=chunk)
+        transaction.on_commit(lambda chunk=chunk, row=outbox_id: _enqueue(workspace_id, chunk, row))  # type: ignore[misc]
 
 
-def _enqueue(workspace_id: int, event_ids: list[int]) -> None:
+def _enqueue(workspace_id: int, event_ids: list[int], outbox_id: int | None = None) -> None:
     # The events are stored whatever happens here: a broker outage must not turn the intake's
     # answer into an error (the SDK would resend events that are already stored). Nor may it lose
-    # the matching: the ids go to the trigger backlog (the database is up) and the beat's drain
+    # the matching: the ids stay in the trigger outbox (the database is up) and the beat's drain
     # enqueues them once the broker is back. While the broker is known to be down, it is not tried
     # (each failed attempt costs this thread the client's connection retries).
     if not broker_known_down():
         try:
-            campaign_triggers_task.delay(workspace_id, event_ids)
+            campaign_triggers_task.delay(workspace_id, event_ids, outbox_id)
             return
         except Exception as exc:
             broker_mark(up=False)
@@ -76,7 +83,10 @@ def _enqueue(workspace_id: int, event_ids: list[int]) -> None:
     else:
         error = "the broker was down moments ago"
     try:
-        trigger_backlog_record(workspace_id=workspace_id, event_ids=event_ids, error=error)
+        if outbox_id is not None:
+            trigger_outbox_release(row_id=outbox_id, error=error)
+        else:
+            trigger_backlog_record(workspace_id=workspace_id, event_ids=event_ids, error=error)
     except Exception:
         # Both the broker and the database failed us: nothing left to keep the ids in.
         logger.exception(

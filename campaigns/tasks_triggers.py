@@ -14,7 +14,7 @@ from django.db import IntegrityError, OperationalError
 
 from .services.api_trigger import api_trigger_segment_run
 from .services.sending import delivery_send_batch
-from .services.trigger_backlog import trigger_backlog_drain
+from .services.trigger_backlog import trigger_backlog_drain, trigger_outbox_done
 from .services.triggers import campaign_events_process, hand_off
 
 logger = logging.getLogger(__name__)
@@ -34,9 +34,10 @@ INLINE_SEND_MAX = 10
     retry_jitter=True,
     max_retries=5,
 )
-def campaign_triggers_task(workspace_id: int, event_ids: list[int]) -> dict[str, Any]:
+def campaign_triggers_task(workspace_id: int, event_ids: list[int], outbox_id: int | None = None) -> dict[str, Any]:
     """Match a batch of stored events against the workspace's campaigns (triggers, segment
-    entries, exception events, conversions).
+    entries, exception events, conversions), then delete their trigger outbox row (``outbox_id``,
+    written by the intake: until then a drain would enqueue them again).
 
     Safe to run twice: deliveries are unique per triggering event, cancellations and conversions
     are conditional updates. Retried on transient database errors (a deadlock, a profile merged
@@ -44,6 +45,8 @@ def campaign_triggers_task(workspace_id: int, event_ids: list[int]) -> dict[str,
     matching committed (the sender claims them first, so a concurrent sweep cannot send them too).
     """
     result = campaign_events_process(workspace_id=workspace_id, event_ids=event_ids, enqueue_due=False)
+    if outbox_id is not None:
+        trigger_outbox_done(row_id=outbox_id)
     if len(result.due_now) > INLINE_SEND_MAX:
         hand_off(result.due_now)
     elif result.due_now:

@@ -1,11 +1,14 @@
-"""Trigger matching that could not be enqueued: kept in PostgreSQL until the broker is back.
+"""Trigger matching kept in PostgreSQL until it is done: an outbox written with the events.
 
-The intake sends ``events_stored`` after its commit and ``campaigns.receivers`` enqueues
-``campaign_triggers_task`` for the ids. When that enqueue fails (the broker is down or
-unreachable), the ids are written to ``TriggerBacklog`` instead of being dropped: the database is
-up, the events are in it, only the matching is late. Beat runs ``trigger_backlog_drain`` every few
-seconds (``campaign_triggers_backlog_task``); once the broker answers again it enqueues the rows,
-oldest first, and deletes each one it enqueued.
+The intake sends ``events_stored`` inside its transaction; ``campaigns.receivers`` writes the ids
+of the events some campaign may react to into ``TriggerBacklog`` there (``trigger_outbox_record``:
+the row commits with the events or not at all), claimed for ``OUTBOX_GRACE_SECONDS``, and after
+the commit enqueues ``campaign_triggers_task`` with the row's id; the task deletes the row once it
+has matched the events (``trigger_outbox_done``). So a web process that dies between its commit
+and its enqueue, or a broker that refuses the enqueue, loses nothing: the row stays. Beat runs
+``trigger_backlog_drain`` every few seconds (``campaign_triggers_backlog_task``): it enqueues the
+rows nobody holds, oldest first (an enqueue that failed releases its row at once; a row whose
+process died is taken once its grace has passed), and deletes each one it enqueued.
 
 Delivery is at least once: a row is claimed (``claimed_until``) and committed before its enqueue,
 and deleted after it, so a drain killed between the two leaves the row to the next drain once the
@@ -25,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from ..models import TriggerBacklog
@@ -38,6 +41,9 @@ BROKER_DOWN_SECONDS = 5.0
 DRAIN_LIMIT = 1000
 # How long a drain's claim on a row lasts: longer than enqueueing DRAIN_LIMIT rows takes.
 CLAIM_SECONDS = 120
+# How long an outbox row is left to the task its intake enqueued before a drain enqueues it again:
+# longer than the trigger queue's usual wait, so that a busy queue is not fed every batch twice.
+OUTBOX_GRACE_SECONDS = 300
 
 _broker_down_until = 0.0
 
@@ -57,6 +63,35 @@ def trigger_backlog_record(*, workspace_id: int, event_ids: Sequence[int], error
     own transaction (the intake's has committed already)."""
     row = TriggerBacklog.objects.create(workspace_id=workspace_id, event_ids=list(event_ids), last_error=error[:255])
     return row.pk
+
+
+def trigger_outbox_record(*, workspace_id: int, event_ids: Sequence[int]) -> int | None:
+    """In the intake's transaction: keep these events for trigger matching until the task says it
+    is done; returns the row's id. None when the row could not be written (its savepoint rolled
+    back, the intake's transaction goes on): the enqueue after commit is then the only way."""
+    try:
+        now = timezone.now()  # the drain's clock, as it compares claims with it
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO campaigns_triggerbacklog (workspace_id, event_ids, created_at, claimed_until, attempts,"
+                " last_error) VALUES (%s, %s, %s, %s, 0, '') RETURNING id",
+                [workspace_id, list(event_ids), now, now + timedelta(seconds=OUTBOX_GRACE_SECONDS)],
+            )
+            (row_id,) = cursor.fetchone()
+            return int(row_id)
+    except DatabaseError:
+        logger.exception("could not keep %d events of workspace %s in the trigger outbox", len(event_ids), workspace_id)
+        return None
+
+
+def trigger_outbox_release(*, row_id: int, error: str) -> None:
+    """The enqueue after commit failed: leave the row to the next drain at once (not after its grace)."""
+    TriggerBacklog.objects.filter(pk=row_id).update(claimed_until=None, last_error=error[:255])
+
+
+def trigger_outbox_done(*, row_id: int) -> None:
+    """The task matched the row's events: forget them."""
+    TriggerBacklog.objects.filter(pk=row_id).delete()
 
 
 @dataclass(frozen=True)

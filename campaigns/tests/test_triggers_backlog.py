@@ -14,8 +14,14 @@ from django.utils import timezone
 
 from campaigns.models import DeliveryStatus, TriggerBacklog
 from campaigns.receivers import _enqueue
-from campaigns.services.trigger_backlog import CLAIM_SECONDS, broker_mark, trigger_backlog_drain
+from campaigns.services.trigger_backlog import (
+    CLAIM_SECONDS,
+    OUTBOX_GRACE_SECONDS,
+    broker_mark,
+    trigger_backlog_drain,
+)
 from campaigns.services.triggers import campaign_events_process
+from campaigns.tasks_triggers import campaign_triggers_task
 from campaigns.tests.trigger_helpers import action_campaign, deliveries, identify, ingest, no_rules_cache, track
 from profiles.models import App, Event, Workspace
 from segments.services import segment_create
@@ -50,11 +56,13 @@ class Broker:
     def __init__(self, *, fail_after: int | None = None) -> None:
         self.fail_after = fail_after
         self.published: list[tuple[int, list[int]]] = []
+        self.outbox_ids: list[int | None] = []
 
-    def __call__(self, workspace_id: int, event_ids: list[int]) -> None:
+    def __call__(self, workspace_id: int, event_ids: list[int], outbox_id: int | None = None) -> None:
         if self.fail_after is not None and len(self.published) >= self.fail_after:
             raise ConnectionRefusedError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
         self.published.append((workspace_id, list(event_ids)))
+        self.outbox_ids.append(outbox_id)
 
 
 def test_a_failed_enqueue_keeps_the_events_and_the_next_batches_skip_the_broker(
@@ -143,6 +151,9 @@ def test_matching_the_backlog_after_the_live_task_schedules_nothing_more(
     [cancelled] = deliveries(cart)
     assert cancelled.status == DeliveryStatus.CANCELLED
 
+    # The intake's outbox rows (their matching ran above, as the tasks would have) aside, the
+    # first batch kept once more.
+    TriggerBacklog.objects.all().delete()
     TriggerBacklog.objects.create(workspace=workspace, event_ids=first)
     _frozen.shift(timedelta(minutes=1))
     trigger_backlog_drain(enqueue=lambda ws, ids: campaign_events_process(workspace_id=ws, event_ids=ids))
@@ -167,3 +178,61 @@ def test_only_events_a_campaign_may_react_to_are_enqueued(
     with django_capture_on_commit_callbacks(execute=True):
         ingest(app, *[track(f"user-{n}", "Product Viewed") for n in range(100)])
     assert broker.published == [(workspace.pk, [added])]  # page views: no task at all
+
+
+def test_the_intake_keeps_the_matching_in_an_outbox_until_the_task_has_done_it(
+    workspace: Workspace, app: App, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    campaign = action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Product Added"}])
+    broker = Broker()
+    monkeypatch.setattr("campaigns.receivers.campaign_triggers_task.delay", broker)
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = ingest(app, track("ada", "Product Added"))
+        # Written in the intake's transaction, before its commit; left to the task for a while.
+        [kept] = TriggerBacklog.objects.all()
+        assert (kept.event_ids, kept.claimed_until) == (ids, timezone.now() + timedelta(seconds=OUTBOX_GRACE_SECONDS))
+    assert broker.published == [(workspace.pk, ids)] and broker.outbox_ids == [kept.pk]
+    assert trigger_backlog_drain(enqueue=Broker()).enqueued == 0  # the task's, for now
+    campaign_triggers_task(workspace.pk, ids, kept.pk)  # the worker
+    assert [d.profile.external_id for d in deliveries(campaign)] == ["ada"]
+    assert not TriggerBacklog.objects.exists()
+
+
+def test_a_web_process_that_dies_after_its_commit_leaves_the_matching_to_the_drain(
+    workspace: Workspace, app: App, _frozen: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    campaign = action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Product Added"}])
+    # The callbacks after the commit never run: the process was killed right after its commit.
+    with django_capture_on_commit_callbacks(execute=False) as after_commit:
+        ids = ingest(app, track("ada", "Product Added"))
+    assert len(after_commit) == 1
+    assert not deliveries(campaign)
+    broker = Broker()
+    assert trigger_backlog_drain(enqueue=broker).enqueued == 0  # within the grace: maybe in flight
+    _frozen.shift(timedelta(seconds=OUTBOX_GRACE_SECONDS + 1))
+    assert trigger_backlog_drain(enqueue=broker).enqueued == 1
+    assert broker.published == [(workspace.pk, ids)]
+    assert not TriggerBacklog.objects.exists()
+    campaign_triggers_task(workspace.pk, ids)  # the worker, given the drained row
+    assert [d.profile.external_id for d in deliveries(campaign)] == ["ada"]
+
+
+def test_a_failed_enqueue_after_commit_hands_the_outbox_row_to_the_next_drain(
+    workspace: Workspace, app: App, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Product Added"}])
+    monkeypatch.setattr("campaigns.receivers.campaign_triggers_task.delay", Broker(fail_after=0))
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = ingest(app, track("ada", "Product Added"))
+    [kept] = TriggerBacklog.objects.all()
+    assert (kept.event_ids, kept.claimed_until) == (ids, None)  # not after its grace: at once
+    assert kept.last_error.startswith("ConnectionRefusedError")
+    up = Broker()
+    assert trigger_backlog_drain(enqueue=up).enqueued == 1
+    assert up.published == [(workspace.pk, ids)]
+
+
+def test_a_batch_no_campaign_reacts_to_writes_no_outbox_row(workspace: Workspace, app: App) -> None:
+    action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Product Added"}])
+    ingest(app, *[track(f"user-{n}", "Product Viewed") for n in range(20)])
+    assert not TriggerBacklog.objects.exists()

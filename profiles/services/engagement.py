@@ -67,7 +67,5 @@ def engagement_record(*, workspace_id: int, engagements: Sequence[Engagement]) -
         )
         event_ids = [event_id for (event_id,) in cursor.fetchall()]
         if event_ids:
-            transaction.on_commit(
-                lambda: events_stored.send(sender=App, workspace_id=workspace_id, event_ids=event_ids)
-            )
+            events_stored.send(sender=App, workspace_id=workspace_id, event_ids=event_ids)
     return event_ids

@@ -10,8 +10,9 @@ One batch is one transaction of a handful of set-based statements, whatever its 
 4. apply the new events to the profiles in time order (last seen, sessions, traits, context) and
    write every touched profile back in one statement; upsert devices; insert purchase lines.
 
-Reactions (trigger matching, segment changes) are not done here: ``events_stored`` is sent after
-commit, and its receivers enqueue work off the request path.
+Reactions (trigger matching, segment changes) are not done here: ``events_stored`` is sent in the
+storing transaction, just before its commit; its receivers keep what they must do in an outbox row
+of that transaction and enqueue it after the commit, off the request path.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ def store_messages(*, app: App, messages: list[Message], received_at: datetime, 
         try:
             with transaction.atomic():
                 _store(app, messages, received_at, result, precheck=precheck)
+                if result.event_ids:
+                    # In the transaction: a receiver's outbox rows commit with the events or not at all.
+                    events_stored.send(sender=App, workspace_id=app.workspace_id, event_ids=list(result.event_ids))
             break
         except _Resent:
             # Some message ids were stored before (an SDK resending a batch): once more, this time
@@ -134,9 +138,6 @@ def store_messages(*, app: App, messages: list[Message], received_at: datetime, 
                 raise
             logger.warning("intake deadlock on app %s, retrying (attempt %s)", app.pk, attempt + 1)
             _reset(result)
-    if result.event_ids:
-        event_ids, workspace_id = list(result.event_ids), app.workspace_id
-        transaction.on_commit(lambda: events_stored.send(sender=App, workspace_id=workspace_id, event_ids=event_ids))
 
 
 def _reset(result: IngestResult) -> None:
