@@ -6,9 +6,14 @@ costs in proportion to the people entering it (300,000 in 30 days on the benchma
 0.4 to 0.8 s). So a funnel's result is kept **per entry day and group** (``ReportFunnelDay``: that a
 day was computed, and when; ``ReportFunnelGroupDay``: its numbers): people entering, people reaching
 each later step, the sum of their times from the previous step (these add up over days), and every
-one of those times, sorted (the medians of any range of days are then exact: PostgreSQL sorts only
-the people who reached a step, which it reads in order from a few arrays per day). A page reads a
-few hundred rows instead of looking up every person.
+one of those times, sorted, so that the medians of any range of days stay exact (``kth_smallest``
+picks the two middle values from the days' arrays without sorting them again). A page reads a few
+hundred rows instead of looking up every person.
+
+**The first page** of a funnel, or one finding more than ``SYNC_DAYS`` days due, computes the
+funnel live (as a page filtered by a segment always does: its members change every few minutes)
+and enqueues ``reports_funnel_compute_task``, which stores the days; the next pages read them. A
+few due days (today's, when beat lags) a page computes and stores itself before reading.
 
 **When a day's result is final.** The people entering on day d can reach later steps until the end
 of day d + ``window_days``; a day computed after that (and ``FINAL_MARGIN`` more, the rollup's lag)
@@ -17,17 +22,13 @@ days: ``reports_rebuild`` empties these tables with the other rollups.
 
 **Fresh.** Beat (``funnels_refresh``, every ``REPORTS_FUNNEL_REFRESH_EVERY`` seconds) recomputes the
 days that are not final of every funnel looked at in the last ``REPORTS_FUNNEL_VIEWED_SECONDS``,
-from the first day of the range last shown to today. A page computes itself, before reading, the
-days of its range that are missing, not final and older than ``REPORTS_FUNNEL_FRESH_SECONDS``
-(beat is behind, or not running), or computed with other groups than the campaign's current ones
-(split by campaign: ``members.campaign_groups``, which beat re-evaluates ahead of the pages). The
-first page of a funnel therefore costs what the live computation costs; the next ones read.
-
-A funnel filtered by a segment is computed live (``selectors.funnel_report``): its members change
-every few minutes, and it reads only the members' share of the people.
+over the range last shown (to today when it ended on the day it was shown), re-evaluating a split
+campaign's groups first. A day is due for a page when it is missing, not final and older than
+``REPORTS_FUNNEL_FRESH_SECONDS``, or computed with other groups than the campaign's current ones
+(split by campaign: ``members.campaign_groups``).
 
 Concurrency: one computation of a funnel's days at a time (a transaction-level advisory lock on
-the funnel); the second request waits, then finds the days computed and only reads them.
+the funnel); the second waits, then finds the days computed. One refresh at a time.
 """
 
 # The SQL below is assembled from module constants and column names; every value is a parameter.
