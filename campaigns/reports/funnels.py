@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FunnelRows", "funnel_compute", "funnel_rows", "funnels_refresh", "is_final", "kth_smallest"]
+__all__ = ["FunnelRows", "FunnelSpec", "funnel_compute", "funnel_rows", "funnels_refresh", "is_final", "kth_smallest"]
 
 FUNNEL_LOCK = 7_310_604  # with the funnel's id: one computation of a funnel's days at a time
 FUNNELS_REFRESH_LOCK = 7_310_605  # one refresh at a time
@@ -79,9 +79,26 @@ class FunnelRows:
     computed_days: int  # days this call computed (0: it only read)
 
 
-def _digest(*, steps: Sequence[str], window_days: int, split: str, campaign_id: int | None, platform: str) -> str:
-    canonical = json.dumps([list(steps), window_days, split, campaign_id, platform], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+@dataclass(frozen=True)
+class FunnelSpec:
+    """A funnel as a page asks for it: the filters (their range, platform; no segment), its steps,
+    window and split, and for a split by campaign the campaign and when its groups were evaluated."""
+
+    filters: Filters
+    steps: Sequence[str]
+    window_days: int
+    split: str
+    campaign: Campaign | None = None
+    groups_at: datetime | None = None
+
+    @property
+    def digest(self) -> str:
+        """The funnel's identity within its workspace (any range: the days are shared)."""
+        campaign_id = self.campaign.pk if self.campaign is not None else None
+        canonical = json.dumps(
+            [list(self.steps), self.window_days, self.split, campaign_id, self.filters.platform], separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _day_start(day: date) -> datetime:
@@ -94,29 +111,24 @@ def is_final(day: date, window_days: int, computed_at: datetime) -> bool:
     return computed_at >= _day_start(day + timedelta(days=1 + window_days)) + FINAL_MARGIN
 
 
-def _funnel_id(
-    *, filters: Filters, steps: Sequence[str], window_days: int, split: str, campaign_id: int | None, now: datetime
-) -> int:
+def _funnel_id(spec: FunnelSpec, now: datetime) -> int:
     """The funnel's row, created at its first view; notes the view (at most once a minute) and the
     range, which beat keeps current."""
-    digest = _digest(
-        steps=steps, window_days=window_days, split=split, campaign_id=campaign_id, platform=filters.platform
-    )
-    workspace_id = filters.workspace.pk
+    filters = spec.filters
     found = (
-        ReportFunnel.objects.filter(workspace_id=workspace_id, digest=digest)
+        ReportFunnel.objects.filter(workspace_id=filters.workspace.pk, digest=spec.digest)
         .values_list("pk", "viewed_at", "viewed_start", "viewed_end")
         .first()
     )
     if found is None:
         row, _ = ReportFunnel.objects.get_or_create(
-            workspace_id=workspace_id,
-            digest=digest,
+            workspace_id=filters.workspace.pk,
+            digest=spec.digest,
             defaults={
-                "steps": list(steps),
-                "window_days": window_days,
-                "split": split,
-                "campaign_id": campaign_id,
+                "steps": list(spec.steps),
+                "window_days": spec.window_days,
+                "split": spec.split,
+                "campaign_id": spec.campaign.pk if spec.campaign is not None else None,
                 "platform": filters.platform,
                 "viewed_at": now,
                 "viewed_start": filters.start,
@@ -136,21 +148,13 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def _due_days(
-    *,
-    funnel_id: int,
-    start: date,
-    end: date,
-    window_days: int,
-    groups_at: datetime | None,
-    now: datetime,
-    max_age: float,
-) -> list[date]:
-    """The days of the range to compute before reading: missing, computed with other campaign
-    groups, or not final and computed more than ``max_age`` seconds ago (0: not final)."""
+def _due_days(funnel_id: int, spec: FunnelSpec, *, now: datetime, max_age: float) -> list[date]:
+    """The days of the spec's range to compute before reading: missing, computed with other
+    campaign groups, or not final and computed more than ``max_age`` seconds ago (0: not final)."""
+    start, end = spec.filters.start, spec.filters.end
     done = {
-        day: (computed_at, day_groups_at)
-        for day, computed_at, day_groups_at in ReportFunnelDay.objects.filter(
+        day: (computed_at, groups_at)
+        for day, computed_at, groups_at in ReportFunnelDay.objects.filter(
             funnel_id=funnel_id, day__range=(start, end)
         ).values_list("day", "computed_at", "groups_at")
     }
@@ -158,42 +162,31 @@ def _due_days(
     def due(day: date) -> bool:
         if day not in done:
             return True
-        computed_at, day_groups_at = done[day]
-        if day_groups_at != groups_at:
+        computed_at, groups_at = done[day]
+        if groups_at != spec.groups_at:
             return True
-        if is_final(day, window_days, computed_at):
+        if is_final(day, spec.window_days, computed_at):
             return False
         return max_age == 0 or (now - computed_at).total_seconds() > max_age
 
     return [day for day in _days(start, end) if due(day)]
 
 
-def _compute(
-    *,
-    funnel_id: int,
-    filters: Filters,
-    steps: Sequence[str],
-    window_days: int,
-    split: str,
-    campaign: Campaign | None,
-    groups_at: datetime | None,
-    start: date,
-    end: date,
-) -> None:
+def _compute(funnel_id: int, spec: FunnelSpec, *, start: date, end: date) -> None:
     """Compute the funnel's results for the people entering from ``start`` to ``end`` and replace
     those days' rows, in the caller's transaction."""
     from .selectors import funnel_sql
 
     computed_at = timezone.now()  # before reading: the result holds everything committed by then
     people, params = funnel_sql(
-        filters=replace(filters, start=start, end=end),
-        steps=steps,
-        window_days=window_days,
-        split=split,
-        campaign=campaign,
+        filters=replace(spec.filters, start=start, end=end),
+        steps=spec.steps,
+        window_days=spec.window_days,
+        split=spec.split,
+        campaign=spec.campaign,
         with_day=True,
     )
-    later = range(2, len(steps) + 1)
+    later = range(2, len(spec.steps) + 1)
     reached = "ARRAY[" + ", ".join(f"count(g{k})" for k in later) + "]::int[]"
     sums = "ARRAY[" + ", ".join(f"coalesce(sum(g{k}::float8), 0)" for k in later) + "]::float8[]"
     gaps = " || ".join(
@@ -216,7 +209,7 @@ def _compute(
             " SELECT %s, d::date, %s, %s FROM generate_series(%s::date, %s::date, interval '1 day') AS d"
             " ON CONFLICT (funnel_id, day) DO UPDATE SET computed_at = EXCLUDED.computed_at,"
             " groups_at = EXCLUDED.groups_at",
-            [funnel_id, computed_at, groups_at, start, end],
+            [funnel_id, computed_at, spec.groups_at, start, end],
         )
 
 
@@ -287,106 +280,40 @@ def _read(*, funnel_id: int, steps: Sequence[str], split: str, start: date, end:
     return [*rows, row(None, 1, total)]
 
 
-def _ensure(
-    *,
-    funnel_id: int,
-    filters: Filters,
-    steps: Sequence[str],
-    window_days: int,
-    split: str,
-    campaign: Campaign | None,
-    groups_at: datetime | None,
-    max_age: float,
-    now: datetime,
-) -> int:
-    """Compute the days of the filters' range that are due; return how many were."""
-
-    def due_days(now: datetime) -> list[date]:
-        return _due_days(
-            funnel_id=funnel_id,
-            start=filters.start,
-            end=filters.end,
-            window_days=window_days,
-            groups_at=groups_at,
-            now=now,
-            max_age=max_age,
-        )
-
-    if not due_days(now):
+def _ensure(funnel_id: int, spec: FunnelSpec, *, max_age: float, now: datetime) -> int:
+    """Compute the days of the spec's range that are due; return how many were."""
+    if not _due_days(funnel_id, spec, now=now, max_age=max_age):
         return 0
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [FUNNEL_LOCK, funnel_id % 2**31])
     # Another request may have computed them while this one waited for the lock.
-    due = due_days(timezone.now())
+    due = _due_days(funnel_id, spec, now=timezone.now(), max_age=max_age)
     if due:
-        _compute(
-            funnel_id=funnel_id,
-            filters=filters,
-            steps=steps,
-            window_days=window_days,
-            split=split,
-            campaign=campaign,
-            groups_at=groups_at,
-            start=min(due),
-            end=max(due),
-        )
+        _compute(funnel_id, spec, start=min(due), end=max(due))
     return len(due)
 
 
-def funnel_rows(
-    *,
-    filters: Filters,
-    steps: Sequence[str],
-    window_days: int,
-    split: str,
-    campaign: Campaign | None,
-    groups_at: datetime | None,
-) -> FunnelRows | None:
-    """The funnel's rows for the filters' range (unfiltered by segment) from its stored days, in
-    the caller's transaction (``selectors.reading``); computes first the days that are due when
-    they are at most ``SYNC_DAYS``. None when more are due (the funnel's first page, or beat is
-    behind): the caller computes the funnel live, and a task computes the days after the commit."""
+def funnel_rows(spec: FunnelSpec) -> FunnelRows | None:
+    """The funnel's rows for the spec's range (unfiltered by segment) from its stored days, in the
+    caller's transaction (``selectors.reading``); computes first the days that are due when they
+    are at most ``SYNC_DAYS``. None when more are due (the funnel's first page, or beat is behind):
+    the caller computes the funnel live, and a task computes the days after the commit."""
     now = timezone.now()
-    funnel_id = _funnel_id(
-        filters=filters,
-        steps=steps,
-        window_days=window_days,
-        split=split,
-        campaign_id=campaign.pk if campaign is not None else None,
-        now=now,
-    )
+    funnel_id = _funnel_id(spec, now)
     max_age = settings.REPORTS_FUNNEL_FRESH_SECONDS
-    due = _due_days(
-        funnel_id=funnel_id,
-        start=filters.start,
-        end=filters.end,
-        window_days=window_days,
-        groups_at=groups_at,
-        now=now,
-        max_age=max_age,
-    )
-    if len(due) > SYNC_DAYS:
+    if len(_due_days(funnel_id, spec, now=now, max_age=max_age)) > SYNC_DAYS:
         transaction.on_commit(lambda: _enqueue_compute(funnel_id))
         return None
-    computed = _ensure(
-        funnel_id=funnel_id,
-        filters=filters,
-        steps=steps,
-        window_days=window_days,
-        split=split,
-        campaign=campaign,
-        groups_at=groups_at,
-        max_age=max_age,
-        now=now,
-    )
+    computed = _ensure(funnel_id, spec, max_age=max_age, now=now)
+    start, end = spec.filters.start, spec.filters.end
     open_days = [
         computed_at
         for day, computed_at in ReportFunnelDay.objects.filter(
-            funnel_id=funnel_id, day__range=(filters.start, filters.end)
+            funnel_id=funnel_id, day__range=(start, end)
         ).values_list("day", "computed_at")
-        if not is_final(day, window_days, computed_at)
+        if not is_final(day, spec.window_days, computed_at)
     ]
-    rows = _read(funnel_id=funnel_id, steps=steps, split=split, start=filters.start, end=filters.end)
+    rows = _read(funnel_id=funnel_id, steps=spec.steps, split=spec.split, start=start, end=end)
     return FunnelRows(rows=rows, as_of=min(open_days, default=None), computed_days=computed)
 
 
@@ -420,18 +347,9 @@ def _compute_funnel(*, funnel: ReportFunnel, end: date, max_age: float, groups_m
     if workspace is None:
         return 0
     filters = Filters(workspace=workspace, start=funnel.viewed_start, end=end, platform=funnel.platform)
+    spec = FunnelSpec(filters, funnel.steps, funnel.window_days, funnel.split, campaign, groups_at)
     with reading(filters):
-        return _ensure(
-            funnel_id=funnel.pk,
-            filters=filters,
-            steps=funnel.steps,
-            window_days=funnel.window_days,
-            split=funnel.split,
-            campaign=campaign,
-            groups_at=groups_at,
-            max_age=max_age,
-            now=now,
-        )
+        return _ensure(funnel.pk, spec, max_age=max_age, now=now)
 
 
 def funnel_compute(*, funnel_id: int) -> int:

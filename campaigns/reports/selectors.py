@@ -33,7 +33,7 @@ from profiles.spec import PURCHASE_EVENTS
 from segments.models import Segment, SegmentSizeSnapshot
 
 from ..models import Campaign, Variant
-from .funnels import funnel_rows
+from .funnels import FunnelSpec, funnel_rows
 from .members import SegmentSource, campaign_groups, segment_source
 from .models import FIRST_TIMES_BLOCK
 from .rollups import (
@@ -730,14 +730,7 @@ def funnel_report(
         # From the funnel's results per day (campaigns.reports.funnels) when they are there.
         stored = None
         if filters.segment is None:
-            stored = funnel_rows(
-                filters=filters,
-                steps=steps,
-                window_days=window_days,
-                split=split,
-                campaign=campaign,
-                groups_at=groups_at,
-            )
+            stored = funnel_rows(FunnelSpec(filters, steps, window_days, split, campaign, groups_at))
         if stored is not None:
             rows, as_of = stored.rows, stored.as_of
         else:
