@@ -1,3 +1,5 @@
+import os
+
 from celery.schedules import crontab
 
 from config.env import env_bool, env_int, env_str
@@ -21,6 +23,11 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000, minimum=1)
+# Child processes per worker: Celery's default, one per CPU. Sending mostly waits on PostgreSQL's
+# commit of each claim and on the provider, so a worker that sends campaigns wants more: bench.send
+# reaches 1,000 emails/s on 2 cores with 12 (docs/campaigns-builder.md, "Benchmark"); each child
+# costs ~120 MB of memory.
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", os.cpu_count() or 1, minimum=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than any task runtime: unacked messages are redelivered after this on Redis.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
