@@ -277,18 +277,10 @@ class ReportSend(models.Model):
         return f"send {self.send_id} {self.channel or 'all channels'}"
 
 
-class ReportCampaignHour(models.Model):
-    """A campaign's numbers for the sends due in one hour, per variant, platform and channel
-    (``channel`` empty: sends as a whole). Status counts (``targeted`` .. ``control``) are on the
-    whole-send rows only. Added to by the rollup; ``rollups.reports_rebuild`` recomputes it."""
+class CampaignHourCounts(models.Model):
+    """A campaign's counts for the sends due in an hour, in ``ReportCampaignHour`` (the workspace's)
+    and ``ReportSegmentCampaignHour`` (a segment's members'): the same columns, the same SQL."""
 
-    pk = models.CompositePrimaryKey("campaign_id", "hour", "variant", "platform", "channel")
-    campaign_id = models.BigIntegerField()
-    hour = models.DateTimeField()
-    variant = models.CharField(max_length=16, blank=True, default="")
-    platform = models.CharField(max_length=16, blank=True, default="")
-    channel = models.CharField(max_length=16, blank=True, default="")
-    workspace_id = models.BigIntegerField()
     targeted = models.IntegerField(default=0)
     pending = models.IntegerField(default=0)
     status_sent = models.IntegerField(default=0)
@@ -307,6 +299,41 @@ class ReportCampaignHour(models.Model):
     revenue = models.DecimalField(max_digits=18, decimal_places=4, default=0)
 
     class Meta:
+        abstract = True
+
+
+class DayCounts(models.Model):
+    """A day's activity, in ``ReportWorkspaceDay`` and ``ReportSegmentDay``: active users (that day,
+    the 7 and 30 days ending that day), new people, events and sessions, messages received and
+    conversions."""
+
+    dau = models.IntegerField(default=0)
+    wau = models.IntegerField(default=0)
+    mau = models.IntegerField(default=0)
+    new_profiles = models.IntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    sessions = models.BigIntegerField(default=0)
+    messages = models.BigIntegerField(default=0)
+    conversions = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ReportCampaignHour(CampaignHourCounts):
+    """A campaign's numbers for the sends due in one hour, per variant, platform and channel
+    (``channel`` empty: sends as a whole). Status counts (``targeted`` .. ``control``) are on the
+    whole-send rows only. Added to by the rollup; ``rollups.reports_rebuild`` recomputes it."""
+
+    pk = models.CompositePrimaryKey("campaign_id", "hour", "variant", "platform", "channel")
+    campaign_id = models.BigIntegerField()
+    hour = models.DateTimeField()
+    variant = models.CharField(max_length=16, blank=True, default="")
+    platform = models.CharField(max_length=16, blank=True, default="")
+    channel = models.CharField(max_length=16, blank=True, default="")
+    workspace_id = models.BigIntegerField()
+
+    class Meta:
         indexes = [
             # The channels page: every campaign's channel rows in a period.
             models.Index(fields=["workspace_id", "hour"], name="rpt_campaign_hour_ws_idx"),
@@ -316,7 +343,7 @@ class ReportCampaignHour(models.Model):
         return f"{self.campaign_id} {self.hour:%Y-%m-%d %H}h {self.variant}/{self.channel}"
 
 
-class ReportWorkspaceDay(models.Model):
+class ReportWorkspaceDay(DayCounts):
     """A workspace's day, per platform: active users (that day, the 7 and 30 days ending that day),
     new people, events and sessions, messages received and conversions. Recomputed for changed days."""
 
@@ -324,14 +351,6 @@ class ReportWorkspaceDay(models.Model):
     workspace_id = models.BigIntegerField()
     day = models.DateField()
     platform = models.CharField(max_length=16, blank=True, default="")
-    dau = models.IntegerField(default=0)
-    wau = models.IntegerField(default=0)
-    mau = models.IntegerField(default=0)
-    new_profiles = models.IntegerField(default=0)
-    events = models.BigIntegerField(default=0)
-    sessions = models.BigIntegerField(default=0)
-    messages = models.BigIntegerField(default=0)
-    conversions = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.workspace_id} {self.day} {self.platform}"
@@ -427,21 +446,13 @@ class ReportSegmentMembers(models.Model):
 # the per-person facts with the same SQL the live segment path uses.
 
 
-class ReportSegmentDay(models.Model):
+class ReportSegmentDay(DayCounts):
     """``ReportWorkspaceDay`` for a segment's members."""
 
     pk = models.CompositePrimaryKey("segment_id", "day", "platform")
     segment_id = models.BigIntegerField()
     day = models.DateField()
     platform = models.CharField(max_length=16, blank=True, default="")
-    dau = models.IntegerField(default=0)
-    wau = models.IntegerField(default=0)
-    mau = models.IntegerField(default=0)
-    new_profiles = models.IntegerField(default=0)
-    events = models.BigIntegerField(default=0)
-    sessions = models.BigIntegerField(default=0)
-    messages = models.BigIntegerField(default=0)
-    conversions = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"segment {self.segment_id} {self.day} {self.platform}"
@@ -491,7 +502,7 @@ class ReportSegmentRetention(models.Model):
         return f"segment {self.segment_id} {self.grain} {self.cohort} +{self.period}: {self.active}"
 
 
-class ReportSegmentCampaignHour(models.Model):
+class ReportSegmentCampaignHour(CampaignHourCounts):
     """``ReportCampaignHour`` for a segment's members (every campaign of the workspace)."""
 
     pk = models.CompositePrimaryKey("segment_id", "campaign_id", "hour", "variant", "platform", "channel")
@@ -501,22 +512,6 @@ class ReportSegmentCampaignHour(models.Model):
     variant = models.CharField(max_length=16, blank=True, default="")
     platform = models.CharField(max_length=16, blank=True, default="")
     channel = models.CharField(max_length=16, blank=True, default="")
-    targeted = models.IntegerField(default=0)
-    pending = models.IntegerField(default=0)
-    status_sent = models.IntegerField(default=0)
-    failed = models.IntegerField(default=0)
-    skipped = models.IntegerField(default=0)
-    cancelled = models.IntegerField(default=0)
-    control = models.IntegerField(default=0)
-    sent = models.IntegerField(default=0)
-    delivered = models.IntegerField(default=0)
-    opened = models.IntegerField(default=0)
-    clicked = models.IntegerField(default=0)
-    bounced = models.IntegerField(default=0)
-    complained = models.IntegerField(default=0)
-    unsubscribed = models.IntegerField(default=0)
-    converted = models.IntegerField(default=0)
-    revenue = models.DecimalField(max_digits=18, decimal_places=4, default=0)
 
     class Meta:
         indexes = [
