@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 from urllib.parse import urlparse, urlunparse
 
 import psutil
@@ -221,8 +222,65 @@ def free_port() -> int:
         return port
 
 
+class ServerProcess:
+    """A server the benchmark runs in its own process group (so that stopping it stops its
+    children too), its output in ``log_path``; a context manager that stops it on the way out."""
+
+    process: subprocess.Popen[bytes] | None
+    log_path: Path
+    stop_timeout: float = 15
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(
+                list(argv),
+                cwd=BASE_DIR,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # our own process group: stop() signals the server and its children
+                preexec_fn=_die_with_us(),
+            )
+        return self.process
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 @dataclass
-class Gunicorn:
+class Gunicorn(ServerProcess):
     """gunicorn serving ``config.wsgi`` as in production, on a loopback port, in its own process group."""
 
     env: dict[str, str]
@@ -259,23 +317,11 @@ class Gunicorn:
         return [*cmd, *self.extra_args]
 
     def start(self, *, ready_timeout: float = 60.0) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            self.command(),
-            cwd=BASE_DIR,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # our own process group: stop() signals the master and its workers
-            preexec_fn=_die_with_us(),
-        )
-        log_file.close()
+        process = self.spawn(self.command(), self.env)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"gunicorn exited with {self.process.returncode}:\n{self.log_tail()}")
+            if process.poll() is not None:
+                raise BenchError(f"gunicorn exited with {process.returncode}:\n{self.log_tail()}")
             if len(self.worker_pids()) >= self.workers and self._answers():
                 return
             time.sleep(0.2)
@@ -303,37 +349,6 @@ class Gunicorn:
             return [child.pid for child in psutil.Process(self.process.pid).children()]
         except psutil.NoSuchProcess:
             return []
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-
-    def __enter__(self) -> Gunicorn:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 # --- CPU accounting ---------------------------------------------------------------------------------

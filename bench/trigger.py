@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -37,16 +35,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from bench.common import (
-    BASE_DIR,
     OUT_DIR,
     PYTHON,
     BenchError,
     Gunicorn,
-    _die_with_us,
+    ServerProcess,
     backing_services,
     check_loopback,
     database_name,
@@ -72,7 +68,7 @@ DATABASE = "engage_bench_trigger"
 
 
 @dataclass
-class Celery:
+class Celery(ServerProcess):
     """A ``celery -A config <role>`` process (worker or beat) in its own process group."""
 
     role: str
@@ -80,63 +76,22 @@ class Celery:
     args: Sequence[str] = ()
     ready_text: str = ""
     process: subprocess.Popen[bytes] | None = None
+    stop_timeout: float = 20
 
     @property
-    def log_path(self) -> Path:
+    def log_path(self) -> Path:  # type: ignore[override]
         return OUT_DIR / f"trigger-{self.role}.log"
 
     def start(self, timeout: float = 60) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [str(PYTHON), "-m", "celery", "-A", "config", self.role, *self.args],
-            cwd=BASE_DIR,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_us(),
-        )
-        log_file.close()
+        process = self.spawn([str(PYTHON), "-m", "celery", "-A", "config", self.role, *self.args], self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"celery {self.role} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if process.poll() is not None:
+                raise BenchError(f"celery {self.role} exited with {process.returncode}:\n{self.log_tail(30)}")
             if not self.ready_text or self.ready_text in self.log_path.read_text(errors="replace"):
                 return
             time.sleep(0.2)
-        raise BenchError(f"celery {self.role} was not ready within {timeout:.0f}s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-
-    def __enter__(self) -> Celery:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        raise BenchError(f"celery {self.role} was not ready within {timeout:.0f}s:\n{self.log_tail(30)}")
 
 
 # --- the client -----------------------------------------------------------------------------------
