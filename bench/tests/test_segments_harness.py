@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -73,7 +74,10 @@ def test_command_line_checks_scale_and_database_name() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_loaded_data_has_the_rollup_the_triggers_would_keep_and_hand_queries_agree() -> None:
     settings = connection.settings_dict
-    url = f"postgresql://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+    if str(settings["HOST"]).startswith("/"):  # the embedded server's socket directory (./run pytest)
+        url = f"postgresql://{settings['USER']}@/{settings['NAME']}?host={quote(str(settings['HOST']), safe='/')}"
+    else:
+        url = f"postgresql://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
     report = load(url, seed=5, profiles=2000, events=30_000)
     workspace = Workspace.objects.get()
     assert Profile.objects.count() == report.profiles == 2000
