@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlparse, urlunparse
 
 import psutil
@@ -349,6 +349,59 @@ class Gunicorn(ServerProcess):
             return [child.pid for child in psutil.Process(self.process.pid).children()]
         except psutil.NoSuchProcess:
             return []
+
+
+# --- loading data ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def phase(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Log a loading step and keep how long it took in ``seconds[name]``."""
+    log(f"{name}...")
+    started = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - started
+    log(f"{name} took {seconds[name]:.1f}s")
+
+
+def copy_streams(stack: contextlib.ExitStack, url: str, columns: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """A ``COPY <table> (<columns>) FROM STDIN`` per table, each on its own connection (they are
+    written in step), with ``session_replication_role = replica``: no per-row foreign-key checks or
+    triggers (the loaders build what the triggers would after the copy)."""
+    copies: dict[str, Any] = {}
+    for table, names in columns.items():
+        conn = stack.enter_context(psycopg.connect(url))
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("SET synchronous_commit = off")
+        cursor = stack.enter_context(conn.cursor())
+        copies[table] = stack.enter_context(cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN"))
+    return copies
+
+
+def sequences_past_ids(conn: psycopg.Connection[Any], tables: Iterable[str]) -> None:
+    """The generators assign ids themselves: move each table's sequence past them."""
+    for table in tables:
+        conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM {table}),"
+            " false)"
+        )
+
+
+# The segments' daily event rollup, as its insert trigger would have kept it during the copy.
+EVENT_DAILY_ROLLUP_SQL = """
+    INSERT INTO segments_eventdailycount (workspace_id, profile_id, name, day, count, first_at, last_at)
+    SELECT workspace_id, profile_id, name, ("timestamp" AT TIME ZONE 'UTC')::date,
+           count(*), min("timestamp"), max("timestamp")
+      FROM profiles_event
+     GROUP BY 1, 2, 3, 4
+     ORDER BY 2, 3, 4
+"""
+
+
+def vacuum_analyze(conn: psycopg.Connection[Any], tables: Iterable[str]) -> None:
+    """Statistics, and the visibility map that index-only scans need."""
+    for table in tables:
+        conn.execute(f"VACUUM ANALYZE {table}")
 
 
 # --- CPU accounting ---------------------------------------------------------------------------------

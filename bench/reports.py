@@ -41,17 +41,22 @@ from urllib.parse import urlencode
 import psycopg
 
 from bench.common import (
+    EVENT_DAILY_ROLLUP_SQL,
     BenchError,
     backing_services,
     check_loopback,
+    copy_streams,
     database_name,
     exit_cleanly_on_sigterm,
     fmt_int,
     log,
     migrate,
+    phase,
     print_table,
     recreate_database,
+    sequences_past_ids,
     setup_django,
+    vacuum_analyze,
     with_database,
 )
 
@@ -375,15 +380,6 @@ class LoadReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def _phase(report: LoadReport, name: str) -> Iterator[None]:
-    log(f"{name}...")
-    started = time.perf_counter()
-    yield
-    report.seconds[name] = time.perf_counter() - started
-    log(f"{name} took {report.seconds[name]:.1f}s")
-
-
 def load(url: str, *, seed: int, profiles: int) -> LoadReport:
     """Fill the freshly migrated database at ``url``. People, events, purchases and deliveries are
     streamed with COPY over four connections in step, with ``session_replication_role = replica``
@@ -401,16 +397,13 @@ def load(url: str, *, seed: int, profiles: int) -> LoadReport:
         "profiles_purchase": PURCHASE_COLUMNS,
         "campaigns_delivery": DELIVERY_COLUMNS,
     }
-    with _phase(report, "COPY"), contextlib.ExitStack() as stack:
-        copies: dict[str, Any] = {}
+    with phase(report.seconds, "COPY"), contextlib.ExitStack() as stack:
         suffixes: dict[str, str] = {}
-        for table, given in tables.items():
-            conn = stack.enter_context(psycopg.connect(url))
-            conn.execute("SET session_replication_role = replica")
-            conn.execute("SET synchronous_commit = off")
-            columns, suffixes[table] = _filled_columns(conn, table, given)
-            cursor = stack.enter_context(conn.cursor())
-            copies[table] = stack.enter_context(cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN"))
+        filled: dict[str, Sequence[str]] = {}
+        with psycopg.connect(url) as conn:
+            for table, given in tables.items():
+                filled[table], suffixes[table] = _filled_columns(conn, table, given)
+        copies = copy_streams(stack, url, filled)
         last_log = time.monotonic()
         for chunk in generator.chunks():
             for table, lines in (
@@ -427,40 +420,24 @@ def load(url: str, *, seed: int, profiles: int) -> LoadReport:
                 log(f"  {c.profiles:,} people, {c.events:,} events, {c.sends:,} sends")
     report.counts = generator.counts
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("profiles_profile", "profiles_event", "profiles_purchase", "campaigns_delivery"):
-            conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
-                f" (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-            )
-        with _phase(report, "segments rollup"):
+        sequences_past_ids(conn, tables)
+        with phase(report.seconds, "segments rollup"):
             conn.execute("SET maintenance_work_mem = '1GB'")
             conn.execute("SET work_mem = '1GB'")
-            conn.execute(
-                """
-                INSERT INTO segments_eventdailycount (workspace_id, profile_id, name, day, count, first_at, last_at)
-                SELECT workspace_id, profile_id, name, ("timestamp" AT TIME ZONE 'UTC')::date,
-                       count(*), min("timestamp"), max("timestamp")
-                  FROM profiles_event GROUP BY 1, 2, 3, 4 ORDER BY 2, 3, 4
-                """
-            )
-        with _phase(report, "VACUUM ANALYZE"):
-            for table in (
-                "profiles_profile", "profiles_event", "profiles_purchase", "campaigns_delivery",
-                "segments_eventdailycount",
-            ):  # fmt: skip
-                conn.execute(f"VACUUM ANALYZE {table}")
+            conn.execute(EVENT_DAILY_ROLLUP_SQL)
+        with phase(report.seconds, "VACUUM ANALYZE"):
+            vacuum_analyze(conn, [*tables, "segments_eventdailycount"])
     return report
 
 
 def build_rollups(url: str, report: LoadReport) -> None:
     from campaigns.reports.rollups import REPORT_TABLES, reports_rebuild
 
-    with _phase(report, "report rollups (feeds over all the data, then refresh)"):
+    with phase(report.seconds, "report rollups (feeds over all the data, then refresh)"):
         result = reports_rebuild(now=NOW)
         log(f"  read {', '.join(f'{fmt_int(n)} {name}' for name, n in result.rows.items())}")
-    with psycopg.connect(url, autocommit=True) as conn, _phase(report, "VACUUM ANALYZE rollups"):
-        for table in REPORT_TABLES:
-            conn.execute(f"VACUUM ANALYZE {table}")
+    with psycopg.connect(url, autocommit=True) as conn, phase(report.seconds, "VACUUM ANALYZE rollups"):
+        vacuum_analyze(conn, REPORT_TABLES)
 
 
 def segment_aggregates() -> tuple[float, int]:

@@ -47,17 +47,22 @@ import psycopg
 
 from bench.common import (
     BASE_DIR,
+    EVENT_DAILY_ROLLUP_SQL,
     BenchError,
     check_loopback,
+    copy_streams,
     database_name,
     exit_cleanly_on_sigterm,
     fmt_int,
     log,
     migrate,
     percentile,
+    phase,
     print_table,
     recreate_database,
+    sequences_past_ids,
     setup_django,
+    vacuum_analyze,
     with_database,
 )
 from bench.segments_data import (
@@ -360,15 +365,6 @@ class LoadReport:
     sizes_mb: dict[str, float] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def _phase(report: LoadReport, name: str) -> Iterator[None]:
-    log(f"{name}...")
-    started = time.perf_counter()
-    yield
-    report.seconds[name] = time.perf_counter() - started
-    log(f"{name} took {report.seconds[name]:.1f}s")
-
-
 def _setup_workspace() -> tuple[int, dict[str, int]]:
     from profiles.models import App, Workspace
 
@@ -403,15 +399,8 @@ def load(url: str, *, seed: int, profiles: int, events: int) -> LoadReport:
         "profiles_purchase": PURCHASE_COLUMNS,
         "profiles_device": DEVICE_COLUMNS,
     }
-    with _phase(report, "COPY"), contextlib.ExitStack() as stack:
-        copies = {}
-        for table, columns in tables.items():
-            conn = stack.enter_context(psycopg.connect(url))
-            conn.execute("SET session_replication_role = replica")
-            conn.execute("SET synchronous_commit = off")
-            cursor = stack.enter_context(conn.cursor())
-            statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-            copies[table] = stack.enter_context(cursor.copy(statement))
+    with phase(report.seconds, "COPY"), contextlib.ExitStack() as stack:
+        copies = copy_streams(stack, url, tables)
         last_log = time.monotonic()
         for chunk in generator:
             copies["profiles_profile"].write(chunk.profiles)
@@ -430,37 +419,18 @@ def load(url: str, *, seed: int, profiles: int, events: int) -> LoadReport:
         counts.devices,
     )
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("profiles_profile", "profiles_event", "profiles_purchase", "profiles_device"):
-            # The generator assigned ids itself: move each sequence past them.
-            conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
-                f" (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-            )
-        with _phase(report, "rollup"):
+        sequences_past_ids(conn, tables)
+        with phase(report.seconds, "rollup"):
             index = conn.execute("SELECT pg_get_indexdef('event_daily_ws_name_day_idx'::regclass)").fetchone()
             assert index is not None
             conn.execute("SET maintenance_work_mem = '1GB'")
             conn.execute("SET work_mem = '1GB'")
             with conn.transaction():
                 conn.execute("DROP INDEX event_daily_ws_name_day_idx")
-                conn.execute(
-                    """
-                    INSERT INTO segments_eventdailycount (workspace_id, profile_id, name, day, count, first_at, last_at)
-                    SELECT workspace_id, profile_id, name, ("timestamp" AT TIME ZONE 'UTC')::date,
-                           count(*), min("timestamp"), max("timestamp")
-                      FROM profiles_event
-                     GROUP BY 1, 2, 3, 4
-                     ORDER BY 2, 3, 4
-                    """
-                )
+                conn.execute(EVENT_DAILY_ROLLUP_SQL)
                 conn.execute(index[0])
-        # Statistics, and the visibility map that index-only scans of the rollup need.
-        with _phase(report, "VACUUM ANALYZE"):
-            for table in (
-                "profiles_profile", "profiles_event", "profiles_purchase", "profiles_device",
-                "segments_eventdailycount",
-            ):  # fmt: skip
-                conn.execute(f"VACUUM ANALYZE {table}")
+        with phase(report.seconds, "VACUUM ANALYZE"):
+            vacuum_analyze(conn, [*tables, "segments_eventdailycount"])
         row = conn.execute("SELECT count(*) FROM segments_eventdailycount").fetchone()
         report.rollup_rows = int(row[0]) if row else 0
         report.sizes_mb = _sizes(conn)
