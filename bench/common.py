@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +223,7 @@ def free_port() -> int:
         return port
 
 
-class ServerProcess:
+class ServerProcess(ABC):
     """A server the benchmark runs in its own process group (so that stopping it stops its
     children too), its output in ``log_path``; a context manager that stops it on the way out."""
 
@@ -230,8 +231,9 @@ class ServerProcess:
     log_path: Path
     stop_timeout: float = 15
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Spawn the server (``spawn``) and return once it is ready."""
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
