@@ -12,20 +12,15 @@ from rest_framework.test import APIClient
 from campaigns.models import ApiTriggerRequest, Campaign, CampaignStatus, Delivery, DeliveryStatus, DeliveryType
 from campaigns.services import api_trigger
 from campaigns.services.api_trigger import api_trigger_segment_run
-from campaigns.tests.trigger_helpers import action_campaign, identify, ingest, no_rules_cache
+from campaigns.tests.trigger_helpers import action_campaign, identify, ingest
 from profiles.models import ApiScope, App, Workspace
 from profiles.tests.api_helpers import api_client_for
 from profiles.tests.factories import WorkspaceFactory
 from segments.services import segment_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rules")]
 
 TEMPLATE = {"title": "Order {{ api_trigger_properties.order_id }}", "body": "Use {{ api_trigger_properties.coupon }}"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules(settings: Any) -> None:
-    no_rules_cache(settings)
 
 
 @pytest.fixture

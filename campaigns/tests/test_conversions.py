@@ -3,32 +3,18 @@ with revenue for purchases, and are recorded as engagement; the control group co
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import time_machine
 
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, DeliveryType
-from campaigns.tests.trigger_helpers import action_campaign, ingest, no_rules_cache, send_events, track
+from campaigns.tests.trigger_helpers import NOW, action_campaign, ingest, send_events, track
 from profiles.engagement import MESSAGE_CONVERTED
 from profiles.models import App, Event, Profile, Workspace
 
-pytestmark = pytest.mark.django_db
-
-NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules(settings: Any) -> None:
-    no_rules_cache(settings)
-
-
-@pytest.fixture(autouse=True)
-def _frozen() -> Any:
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rules", "trigger_clock")]
 
 
 def _campaign(workspace: Workspace, **fields: Any) -> Campaign:
@@ -60,12 +46,12 @@ def _order(user: str, *lines: tuple[str, str, int]) -> dict[str, Any]:
     return track(user, "Order Completed", {"currency": "USD", "products": products})
 
 
-def test_an_event_within_the_window_converts_the_send_once(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_an_event_within_the_window_converts_the_send_once(workspace: Workspace, app: App, trigger_clock: Any) -> None:
     campaign = _campaign(workspace)
     delivery = _sent(campaign, "ada", app)
-    _frozen.shift(timedelta(hours=3))
+    trigger_clock.shift(timedelta(hours=3))
     assert send_events(app, track("ada", "Signed Up")).converted == 1
-    _frozen.shift(timedelta(hours=1))
+    trigger_clock.shift(timedelta(hours=1))
     assert send_events(app, track("ada", "Signed Up")).converted == 0  # first conversion only
 
     delivery.refresh_from_db()
@@ -83,7 +69,7 @@ def test_an_event_within_the_window_converts_the_send_once(workspace: Workspace,
 
 
 def test_events_before_the_send_or_after_the_window_do_not_convert(
-    workspace: Workspace, app: App, _frozen: Any
+    workspace: Workspace, app: App, trigger_clock: Any
 ) -> None:
     campaign = _campaign(workspace)
     early = _sent(campaign, "ada", app, at=NOW + timedelta(hours=1))
@@ -95,10 +81,10 @@ def test_events_before_the_send_or_after_the_window_do_not_convert(
     assert not Event.objects.filter(name=MESSAGE_CONVERTED).exists()
 
 
-def test_a_purchase_converts_with_its_revenue(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_a_purchase_converts_with_its_revenue(workspace: Workspace, app: App, trigger_clock: Any) -> None:
     campaign = _campaign(workspace)
     delivery = _sent(campaign, "ada", app)
-    _frozen.shift(timedelta(minutes=30))
+    trigger_clock.shift(timedelta(minutes=30))
     send_events(app, _order("ada", ("shoe", "49.90", 2), ("sock", "5.00", 1)))
     delivery.refresh_from_db()
     assert delivery.converted_at == NOW + timedelta(minutes=30)
@@ -128,11 +114,11 @@ def test_conversion_filters_and_unrelated_events(workspace: Workspace, app: App)
 
 
 def test_the_control_group_converts_from_when_it_would_have_been_sent(
-    workspace: Workspace, app: App, _frozen: Any
+    workspace: Workspace, app: App, trigger_clock: Any
 ) -> None:
     campaign = _campaign(workspace, control_percent=10)
     held_out = _sent(campaign, "ada", app, status=DeliveryStatus.CONTROL, variant=None, scheduled_for=NOW)
-    _frozen.shift(timedelta(hours=1))
+    trigger_clock.shift(timedelta(hours=1))
     send_events(app, track("ada", "Signed Up"))
     held_out.refresh_from_db()
     assert held_out.converted_at == NOW + timedelta(hours=1)
@@ -147,7 +133,9 @@ def test_a_stopped_campaign_still_counts_conversions(workspace: Workspace, app: 
     assert delivery.converted_at == NOW
 
 
-def test_a_send_of_several_steps_converts_once_on_its_last_step(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_a_send_of_several_steps_converts_once_on_its_last_step(
+    workspace: Workspace, app: App, trigger_clock: Any
+) -> None:
     campaign = _campaign(workspace)
     push = _sent(campaign, "ada", app, at=NOW - timedelta(hours=5))
     email = _sent(campaign, "ada", app, at=NOW - timedelta(hours=1), step_key="msg1", occurrence=push.occurrence)
@@ -157,7 +145,7 @@ def test_a_send_of_several_steps_converts_once_on_its_last_step(workspace: Works
     assert push.converted_at is None
     assert email.converted_at == NOW
     assert Event.objects.filter(name=MESSAGE_CONVERTED).count() == 1
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, track("ada", "Signed Up"))
     push.refresh_from_db()
     assert push.converted_at is None

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import time_machine
 from django.core import mail
 from django.utils import timezone
 
@@ -17,11 +16,11 @@ from campaigns.services.sending import delivery_send_batch
 from campaigns.services.triggers import campaign_events_process
 from campaigns.services.whynot import why_not
 from campaigns.tests.trigger_helpers import (
+    NOW,
     action_campaign,
     deliveries,
     identify,
     ingest,
-    no_rules_cache,
     send_events,
     track,
 )
@@ -30,20 +29,7 @@ from profiles.models import App, Event, Profile, Workspace
 from profiles.services.engagement import Engagement, engagement_record
 from segments.services import segment_create
 
-pytestmark = pytest.mark.django_db
-
-NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)  # a Monday
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules(settings: Any) -> None:
-    no_rules_cache(settings)
-
-
-@pytest.fixture(autouse=True)
-def _frozen() -> Any:
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rules", "trigger_clock")]
 
 
 def added(user: str, cart: str = "cart-1", product: str = "Red Shoes", **fields: Any) -> dict[str, Any]:
@@ -149,28 +135,30 @@ def _mark_sent(campaign_id: int, at: datetime) -> None:
     )
 
 
-def test_without_re_eligibility_a_person_gets_the_campaign_once(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_without_re_eligibility_a_person_gets_the_campaign_once(
+    workspace: Workspace, app: App, trigger_clock: Any
+) -> None:
     campaign = action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Tapped"}])
     send_events(app, track("ada", "Tapped"))
-    _frozen.shift(timedelta(days=30))
+    trigger_clock.shift(timedelta(days=30))
     _mark_sent(campaign.pk, NOW)
     send_events(app, track("ada", "Tapped"))
     assert len(deliveries(campaign)) == 1
 
 
-def test_re_eligibility_counts_from_the_last_receipt(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_re_eligibility_counts_from_the_last_receipt(workspace: Workspace, app: App, trigger_clock: Any) -> None:
     campaign = action_campaign(
         workspace, triggers=[{"type": "custom_event", "event": "Tapped"}], reeligible=True, reeligibility_seconds=86400
     )
     send_events(app, track("ada", "Tapped"))
-    _frozen.shift(timedelta(hours=2))
+    trigger_clock.shift(timedelta(hours=2))
     send_events(app, track("ada", "Tapped"))  # still pending: not a second one
     assert len(deliveries(campaign)) == 1
     _mark_sent(campaign.pk, NOW + timedelta(hours=2))
-    _frozen.shift(timedelta(hours=12))
+    trigger_clock.shift(timedelta(hours=12))
     send_events(app, track("ada", "Tapped"))  # 12 h after receipt: not yet
     assert len(deliveries(campaign)) == 1
-    _frozen.shift(timedelta(hours=13))
+    trigger_clock.shift(timedelta(hours=13))
     send_events(app, track("ada", "Tapped"))  # 25 h after receipt
     assert [d.status for d in deliveries(campaign)] == [DeliveryStatus.SENT, DeliveryStatus.SCHEDULED]
 
@@ -238,10 +226,12 @@ def _abandoned_cart(workspace: Workspace) -> Any:
     )
 
 
-def test_an_order_for_the_same_cart_cancels_the_pending_send(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_an_order_for_the_same_cart_cancels_the_pending_send(
+    workspace: Workspace, app: App, trigger_clock: Any
+) -> None:
     campaign = _abandoned_cart(workspace)
     send_events(app, added("ada", cart="c-1"), added("bob", cart="c-2"))
-    _frozen.shift(timedelta(minutes=20))
+    trigger_clock.shift(timedelta(minutes=20))
     result = send_events(
         app, track("ada", "Order Completed", {"cart_id": "c-1"}), track("bob", "Order Completed", {"cart_id": "c-9"})
     )
@@ -253,14 +243,14 @@ def test_an_order_for_the_same_cart_cancels_the_pending_send(workspace: Workspac
     assert by_person["bob"].scheduled_for == NOW + timedelta(hours=1)
 
 
-def test_a_person_cancelled_by_an_exception_qualifies_again(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_a_person_cancelled_by_an_exception_qualifies_again(workspace: Workspace, app: App, trigger_clock: Any) -> None:
     campaign = _abandoned_cart(workspace)
     campaign.reeligible = False
     campaign.save()
     send_events(app, added("ada", cart="c-1"))
-    _frozen.shift(timedelta(minutes=5))
+    trigger_clock.shift(timedelta(minutes=5))
     send_events(app, track("ada", "Order Completed", {"cart_id": "c-1"}))
-    _frozen.shift(timedelta(minutes=5))
+    trigger_clock.shift(timedelta(minutes=5))
     send_events(app, added("ada", cart="c-2"))
     assert [(d.match_value, d.status) for d in deliveries(campaign)] == [
         ("c-1", DeliveryStatus.CANCELLED),
@@ -343,7 +333,7 @@ def test_the_audience_is_checked_when_the_trigger_fires(workspace: Workspace, ap
 
 
 def test_an_audience_of_exclude_segments_only_is_checked_again_at_send_time(
-    workspace: Workspace, app: App, _frozen: Any
+    workspace: Workspace, app: App, trigger_clock: Any
 ) -> None:
     """Everyone but the churned: the exclusion holds when the trigger fires and again when the
     delayed send falls due (the person may have churned meanwhile); admin says so too."""
@@ -372,7 +362,7 @@ def test_an_audience_of_exclude_segments_only_is_checked_again_at_send_time(
     assert [d.profile.external_id for d in deliveries(campaign)] == ["ada", "bob"]
 
     ingest(app, identify("bob", churned=True))  # churns before the send
-    _frozen.shift(timedelta(hours=1))
+    trigger_clock.shift(timedelta(hours=1))
     delivery_send_batch(delivery_ids=[d.pk for d in deliveries(campaign)])
     sent = {d.profile.external_id: (d.status, d.reason) for d in deliveries(campaign)}
     assert sent["bob"] == (DeliveryStatus.SKIPPED, "not in audience at send time")
@@ -392,7 +382,7 @@ def test_the_control_group_is_recorded_and_sent_nothing(workspace: Workspace, ap
     assert enrolled.properties == {"campaign_id": campaign.pk, "variant": "control", "send_id": str(delivery.pk)}
 
 
-def test_variants_split_deterministically_and_stay_stable(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_variants_split_deterministically_and_stay_stable(workspace: Workspace, app: App, trigger_clock: Any) -> None:
     campaign = action_campaign(
         workspace,
         triggers=[{"type": "custom_event", "event": "Tapped"}],
@@ -404,7 +394,7 @@ def test_variants_split_deterministically_and_stay_stable(workspace: Workspace, 
     first = {d.profile_id: d.variant.key for d in deliveries(campaign) if d.variant}
     assert set(first.values()) == {"A", "B"}
     _mark_sent(campaign.pk, NOW)
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, *[track(f"user-{n}", "Tapped") for n in range(40)])
     again = {d.profile_id: d.variant.key for d in deliveries(campaign, status=DeliveryStatus.SCHEDULED) if d.variant}
     assert again == first
@@ -452,7 +442,7 @@ def test_session_start_purchase_and_engagement_triggers(workspace: Workspace, ap
     assert [d.profile.external_id for d in deliveries(opened)] == ["bob"]
 
 
-def test_entering_a_segment_triggers_once_per_entry(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_entering_a_segment_triggers_once_per_entry(workspace: Workspace, app: App, trigger_clock: Any) -> None:
     ingest(app, identify("already", plan="pro"), identify("ada", plan="free"))
     pro = segment_create(
         workspace=workspace,
@@ -466,19 +456,19 @@ def test_entering_a_segment_triggers_once_per_entry(workspace: Workspace, app: A
     campaign = action_campaign(
         workspace, triggers=[{"type": "segment_entry", "segment_id": pro.pk}], reeligible=True, reeligibility_seconds=0
     )
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, identify("already", plan="pro"), identify("ada", plan="pro"))
     [delivery] = deliveries(campaign)
     assert delivery.profile.external_id == "ada"  # "already" was in the segment at launch
     assert delivery.trigger_properties == {"segment_id": pro.pk, "segment_name": "Pro"}
 
     _mark_sent(campaign.pk, NOW)
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, track("ada", "Tapped"))  # still inside: no new entry
     assert len(deliveries(campaign)) == 1
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, identify("ada", plan="free"))  # leaves
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, identify("ada", plan="pro"))  # and comes back: a new entry
     assert len(deliveries(campaign)) == 2
 

@@ -5,11 +5,10 @@ broker down and back is in ``test_triggers_worker.py``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-import time_machine
 from django.utils import timezone
 
 from campaigns.models import DeliveryStatus, TriggerBacklog
@@ -22,24 +21,11 @@ from campaigns.services.trigger_backlog import (
 )
 from campaigns.services.triggers import campaign_events_process
 from campaigns.tasks_triggers import campaign_triggers_task
-from campaigns.tests.trigger_helpers import action_campaign, deliveries, identify, ingest, no_rules_cache, track
+from campaigns.tests.trigger_helpers import action_campaign, deliveries, identify, ingest, track
 from profiles.models import App, Event, Workspace
 from segments.services import segment_create
 
-pytestmark = pytest.mark.django_db
-
-NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules(settings: Any) -> None:
-    no_rules_cache(settings)
-
-
-@pytest.fixture(autouse=True)
-def _frozen() -> Any:
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rules", "trigger_clock")]
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +65,7 @@ def test_a_failed_enqueue_keeps_the_events_and_the_next_batches_skip_the_broker(
     ]
 
 
-def test_the_drain_stops_at_the_first_failure_and_resumes_in_order(workspace: Workspace, _frozen: Any) -> None:
+def test_the_drain_stops_at_the_first_failure_and_resumes_in_order(workspace: Workspace, trigger_clock: Any) -> None:
     for ids in ([1, 2], [3], [4, 5]):
         TriggerBacklog.objects.create(workspace=workspace, event_ids=ids)
     flaky = Broker(fail_after=1)
@@ -98,20 +84,20 @@ def test_the_drain_stops_at_the_first_failure_and_resumes_in_order(workspace: Wo
 
 
 def test_a_row_claimed_by_a_drain_that_died_is_drained_after_its_claim_expires(
-    workspace: Workspace, _frozen: Any
+    workspace: Workspace, trigger_clock: Any
 ) -> None:
     TriggerBacklog.objects.create(
         workspace=workspace, event_ids=[7], claimed_until=timezone.now() + timedelta(seconds=CLAIM_SECONDS)
     )
     broker = Broker()
     assert trigger_backlog_drain(enqueue=broker).enqueued == 0  # another drain holds it
-    _frozen.shift(timedelta(seconds=CLAIM_SECONDS + 1))
+    trigger_clock.shift(timedelta(seconds=CLAIM_SECONDS + 1))
     assert trigger_backlog_drain(enqueue=broker).enqueued == 1
     assert broker.published == [(workspace.pk, [7])]
 
 
 def test_matching_the_backlog_after_the_live_task_schedules_nothing_more(
-    workspace: Workspace, app: App, _frozen: Any
+    workspace: Workspace, app: App, trigger_clock: Any
 ) -> None:
     """Every kind of match, processed twice (the enqueue raised after the broker had the task, so
     the events were also kept): one delivery each, and a send cancelled by its exception event
@@ -136,7 +122,7 @@ def test_matching_the_backlog_after_the_live_task_schedules_nothing_more(
         workspace, name="Control", triggers=[{"type": "custom_event", "event": "Tapped"}], control_percent=100,
         variants=(),
     )  # fmt: skip
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     first = ingest(
         app,
         track("ada", "Product Added", {"cart_id": "c-1"}),
@@ -144,7 +130,7 @@ def test_matching_the_backlog_after_the_live_task_schedules_nothing_more(
         track("cy", "Tapped"),
     )
     campaign_events_process(workspace_id=workspace.pk, event_ids=first)
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     campaign_events_process(
         workspace_id=workspace.pk, event_ids=ingest(app, track("ada", "Order Completed", {"cart_id": "c-1"}))
     )
@@ -155,7 +141,7 @@ def test_matching_the_backlog_after_the_live_task_schedules_nothing_more(
     # first batch kept once more.
     TriggerBacklog.objects.all().delete()
     TriggerBacklog.objects.create(workspace=workspace, event_ids=first)
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     trigger_backlog_drain(enqueue=lambda ws, ids: campaign_events_process(workspace_id=ws, event_ids=ids))
 
     assert [(d.pk, d.status) for d in deliveries(cart)] == [(cancelled.pk, DeliveryStatus.CANCELLED)]
@@ -199,7 +185,7 @@ def test_the_intake_keeps_the_matching_in_an_outbox_until_the_task_has_done_it(
 
 
 def test_a_web_process_that_dies_after_its_commit_leaves_the_matching_to_the_drain(
-    workspace: Workspace, app: App, _frozen: Any, django_capture_on_commit_callbacks: Any
+    workspace: Workspace, app: App, trigger_clock: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     campaign = action_campaign(workspace, triggers=[{"type": "custom_event", "event": "Product Added"}])
     # The callbacks after the commit never run: the process was killed right after its commit.
@@ -209,7 +195,7 @@ def test_a_web_process_that_dies_after_its_commit_leaves_the_matching_to_the_dra
     assert not deliveries(campaign)
     broker = Broker()
     assert trigger_backlog_drain(enqueue=broker).enqueued == 0  # within the grace: maybe in flight
-    _frozen.shift(timedelta(seconds=OUTBOX_GRACE_SECONDS + 1))
+    trigger_clock.shift(timedelta(seconds=OUTBOX_GRACE_SECONDS + 1))
     assert trigger_backlog_drain(enqueue=broker).enqueued == 1
     assert broker.published == [(workspace.pk, ids)]
     assert not TriggerBacklog.objects.exists()

@@ -3,35 +3,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
-import time_machine
 from django.core.exceptions import ValidationError
 
 from campaigns.models import Campaign, CampaignStatus, ChannelMessage, DeliveryType, Variant
 from campaigns.services.launch import campaign_launch
-from campaigns.tests.trigger_helpers import PUSH, deliveries, identify, ingest, no_rules_cache, send_events, track
+from campaigns.tests.trigger_helpers import NOW, PUSH, deliveries, identify, ingest, send_events, track
 from profiles.models import App, Workspace
 from profiles.tests.factories import WorkspaceFactory
 from segments.models import Segment
 from segments.services import segment_create
 
-pytestmark = pytest.mark.django_db
-
-NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules(settings: Any) -> None:
-    no_rules_cache(settings)
-
-
-@pytest.fixture(autouse=True)
-def _frozen() -> Any:
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rules", "trigger_clock")]
 
 
 def draft(workspace: Workspace, **fields: Any) -> Campaign:
@@ -58,7 +44,7 @@ def refusal(campaign: Campaign) -> list[str]:
 
 
 def test_people_in_the_segment_at_launch_are_not_entering_and_those_who_join_later_are(
-    workspace: Workspace, app: App, _frozen: Any
+    workspace: Workspace, app: App, trigger_clock: Any
 ) -> None:
     ingest(app, identify("ada", plan="pro"), identify("bob", plan="free"))
     pro = pro_segment(workspace)
@@ -67,7 +53,7 @@ def test_people_in_the_segment_at_launch_are_not_entering_and_those_who_join_lat
 
     # Bob upgrades after the launch; the campaign's first batch of events is his upgrade and an
     # event of Ada (in the segment since before the launch).
-    _frozen.shift(timedelta(minutes=5))
+    trigger_clock.shift(timedelta(minutes=5))
     send_events(app, identify("bob", plan="pro"), track("ada", "Tapped"))
     assert [d.profile.external_id for d in deliveries(campaign)] == ["bob"]
 

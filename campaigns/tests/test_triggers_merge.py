@@ -5,33 +5,26 @@ and what both profiles had is kept once."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-import time_machine
 
 from campaigns.models import Campaign, Delivery, DeliveryStatus, SegmentEntryMember
-from campaigns.tests.trigger_helpers import action_campaign, deliveries, identify, ingest, no_rules_cache, send_events
+from campaigns.tests.trigger_helpers import (
+    NOW,
+    action_campaign,
+    deliveries,
+    identify,
+    ingest,
+    send_events,
+)
 from profiles.models import App, Profile, Workspace
 from profiles.services.identity import profile_merge
 from segments.models import Segment
 from segments.services import segment_create
 
-pytestmark = pytest.mark.django_db
-
-NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules(settings: Any) -> None:
-    no_rules_cache(settings)
-
-
-@pytest.fixture(autouse=True)
-def _frozen() -> Any:
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rules", "trigger_clock")]
 
 
 def anonymous(anonymous_id: str, kind: str, event: str = "", **fields: Any) -> dict[str, Any]:
@@ -77,12 +70,12 @@ def entries(campaign: Campaign) -> list[str | None]:
 
 
 def test_what_an_anonymous_person_triggered_carries_on_after_login(
-    workspace: Workspace, app: App, _frozen: Any
+    workspace: Workspace, app: App, trigger_clock: Any
 ) -> None:
     ingest(app, identify("ada"))
     pro = pro_segment(workspace)
     cart, welcome = campaigns_of(workspace, pro)
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(
         app,
         anonymous("anon-1", "identify", traits={"plan": "pro"}),
@@ -91,7 +84,7 @@ def test_what_an_anonymous_person_triggered_carries_on_after_login(
     [anon] = Profile.objects.filter(external_id=None)
     assert [d.profile_id for d in [*deliveries(cart), *deliveries(welcome)]] == [anon.pk, anon.pk]
 
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, log_in("ada", "anon-1"))
 
     ada = Profile.objects.get(external_id="ada")
@@ -108,7 +101,7 @@ def test_what_an_anonymous_person_triggered_carries_on_after_login(
 
     # The state works on the survivor: still in the segment is no new entry, and her order for
     # the same cart cancels the reminder.
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, identify("ada", plan="pro"), {**identify("ada"), "type": "track", "event": "Order Completed",
                                                    "properties": {"cart_id": "c-1"}})  # fmt: skip
     assert [d.status for d in deliveries(welcome)] == [DeliveryStatus.SCHEDULED]
@@ -116,11 +109,11 @@ def test_what_an_anonymous_person_triggered_carries_on_after_login(
     assert entries(welcome) == ["ada"]
 
 
-def test_a_send_pending_on_both_profiles_is_sent_once(workspace: Workspace, app: App, _frozen: Any) -> None:
+def test_a_send_pending_on_both_profiles_is_sent_once(workspace: Workspace, app: App, trigger_clock: Any) -> None:
     ingest(app, identify("ada", plan="free"))
     pro = pro_segment(workspace)
     cart, welcome = campaigns_of(workspace, pro)
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     # Her phone (logged in) and her laptop (not yet) each add a product and enter Pro.
     send_events(
         app,
@@ -132,7 +125,7 @@ def test_a_send_pending_on_both_profiles_is_sent_once(workspace: Workspace, app:
     assert len(deliveries(cart)) == len(deliveries(welcome)) == 2
     assert SegmentEntryMember.objects.filter(campaign=welcome).count() == 2
 
-    _frozen.shift(timedelta(minutes=1))
+    trigger_clock.shift(timedelta(minutes=1))
     send_events(app, log_in("ada", "laptop"))
 
     ada = Profile.objects.get(external_id="ada")

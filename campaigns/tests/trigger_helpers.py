@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -15,6 +15,9 @@ from campaigns.services.triggers import ProcessResult, campaign_events_process
 from profiles.models import App, Workspace
 from profiles.services.ingest import ingest_batch
 from segments.models import Segment
+
+# When the trigger tests run (the ``trigger_clock`` fixture): a Monday.
+NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 
 PUSH = {"title": "Hi {{ first_name | default: 'there' }}", "body": "You left {{ event_properties.product }}"}
 
